@@ -191,3 +191,41 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _check(config.eval_batch_size % num_devices == 0, 'eval_batch_size must divide over the devices')
   for f in config.semi.fractions:
     _check(0 < f <= 1, f'semi.fractions must lie in (0, 1], got {f}')
+
+
+def parse_arg(arg: str | None, protocols: tuple[str, ...], default: str) -> tuple[str, set[str]]:
+  """Splits a config arg like 'xview,tiny' into (protocol, {'tiny'}).
+
+  Unknown words raise ConfigError, so a typo never silently runs the default.
+  """
+  words = [w for w in (arg or '').split(',') if w]
+  protocol = default
+  options = set()
+  for w in words:
+    if w in protocols:
+      protocol = w
+    elif w in ('tiny',):
+      options.add(w)
+    else:
+      raise ConfigError(f'unknown config arg {w!r}; use one of {protocols} and optionally tiny')
+  return protocol, options
+
+
+def shrink(c: ml_collections.ConfigDict) -> None:
+  """The 'tiny' option: a few steps of a tiny model, for smoke tests and CI."""
+  c.data.frames = 16
+  c.data.max_frames = 64
+  c.model.size = 'small'
+  c.model.depth = 1
+  c.model.width = 32
+  c.model.gru_hidden = 32
+  c.model.gru_layers = 1
+  c.model.decoder_width = 32
+  c.mcc.feature_dim = 32
+  c.mcc.queue_size = 64
+  for name in ('pretrain', 'linear', 'finetune', 'semi', 'scratch'):
+    c[name].epochs = 1
+    c[name].batch_size = 16
+    c[name].log_every = 5
+  c.pretrain.checkpoint_every = 10
+  c.eval_batch_size = 32

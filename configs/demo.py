@@ -1,0 +1,45 @@
+"""Demo: MCC pretraining + linear evaluation on the embedded synthetic dataset.
+
+No download: `synthetic_skeleton` (NTU 25-joint layout, forward-kinematics
+actions incl. time-reversed pairs, subject split) is generated on first use.
+Runs on a 2-core CPU in under 5 minutes, compilation included.
+
+  python -m skeljax.main --config=configs/demo.py --workdir=runs/demo
+
+Expected result (2-core CPU, seed 0): the linear probe on the MCC-pretrained
+encoder beats the same probe on a random-init encoder; both numbers are in
+runs/demo/results.md (see the README's demo table for the last measured values).
+`--config=configs/demo.py:tiny` is the seconds-long smoke version the tests run.
+"""
+
+from skeljax import config as config_lib
+
+
+def get_config(arg=None):
+  _, options = config_lib.parse_arg(arg, ('default',), 'default')
+  c = config_lib.base_config()
+  c.name = 'demo'
+  c.data.name = 'synthetic_skeleton'
+  c.data.config = 'default'
+  c.data.layout = 'ntu25'
+  c.data.persons = 1  # the synthetic actions are single-person
+  c.data.max_frames = 128
+  c.data.frames = 32
+  c.mcc.queue_size = 512  # below the 600 training sequences
+  c.mcc.temperature = 0.1
+  c.pretrain.epochs = 12
+  c.pretrain.batch_size = 64
+  c.pretrain.optimizer = 'adamw'
+  c.pretrain.lr = 2e-3
+  c.pretrain.weight_decay = 1e-4
+  c.pretrain.warmup_epochs = 1
+  c.pretrain.log_every = 10
+  c.pretrain.checkpoint_every = 50
+  c.linear.epochs = 60
+  c.linear.batch_size = 64
+  c.linear.lr = 0.5
+  if 'tiny' in options:
+    config_lib.shrink(c)
+    c.data.config = 'tiny'
+    c.data.persons = 1
+  return c

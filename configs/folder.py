@@ -1,0 +1,39 @@
+"""Your own skeleton data: a folder with index.csv and sequences/<name>.npy.
+
+index.csv has columns `name,label,split` (split is train or test) and optional
+`subject,view`; each sequence is [T, V, C] or [T, M, V, C] float npy. Name the
+joint layout (ntu25, kinect20 or openpose18):
+
+  python -m skeljax.main --config=configs/folder.py \
+      --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \
+      --workdir=runs/my_data
+
+Stages: pretrain -> linear, with the linear probe of a random-init encoder as
+reference. Expected result: the pretrained encoder's probe beats random init.
+"""
+
+from skeljax import config as config_lib
+
+
+def get_config(arg=None):
+  _, options = config_lib.parse_arg(arg, ('default',), 'default')
+  c = config_lib.base_config()
+  c.name = 'folder'
+  c.data.name = 'skeleton_folder'
+  c.data.config = 'default'
+  c.data.layout = 'ntu25'
+  c.data.persons = 2
+  c.data.max_frames = 300
+  c.data.frames = 50
+  c.mcc.queue_size = 1024  # keep it below your training-set size
+  c.pretrain.epochs = 100
+  c.pretrain.batch_size = 64
+  c.pretrain.optimizer = 'adamw'
+  c.pretrain.lr = 2e-3
+  c.pretrain.warmup_epochs = 2
+  c.linear.epochs = 100
+  c.linear.batch_size = 64
+  c.linear.lr = 0.5
+  if 'tiny' in options:
+    config_lib.shrink(c)
+  return c

@@ -1,0 +1,117 @@
+"""Orbax checkpoints: resumable training state per stage, and the exported encoder.
+
+Orbax writes each step into a temporary folder and renames it when complete,
+so a run killed mid-save resumes from the last *finished* checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+# Sections and fields that change a stage's trajectory; a resume must match them.
+_IGNORED = {'log_every', 'checkpoint_every', 'keep_checkpoints', 'num_workers', 'data_dir',
+            'manual_dir'}
+
+
+class CheckpointMismatch(RuntimeError):
+  """Resuming with a config that would not continue the same run."""
+
+
+def fingerprint(config, sections) -> dict:
+  """A JSON-able dict of the config fields that define a stage's run."""
+  out = {'seed': config.seed, 'objective': config.objective}
+  for name in sections:
+    out[name] = {k: v for k, v in config[name].to_dict().items() if k not in _IGNORED}
+  return json.loads(json.dumps(out, default=list))
+
+
+def _diff(a, b, prefix=''):
+  keys = sorted(set(a) | set(b))
+  for k in keys:
+    va, vb = a.get(k, '<missing>'), b.get(k, '<missing>')
+    if isinstance(va, dict) and isinstance(vb, dict):
+      yield from _diff(va, vb, f'{prefix}{k}.')
+    elif va != vb:
+      yield f'{prefix}{k}: {va} -> {vb}'
+
+
+def abstract_with_sharding(abstract, sharding):
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract
+  )
+
+
+class StageCheckpoints:
+  """Periodic async checkpoints of one stage's state, plus its config fingerprint."""
+
+  def __init__(self, directory: str, keep: int, fingerprint_: dict):
+    self.directory = os.path.abspath(directory)
+    self.fingerprint = fingerprint_
+    self.manager = ocp.CheckpointManager(
+      self.directory,
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=True),
+    )
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def restore(self, abstract_state):
+    """Returns (state, step) from the latest checkpoint, or (None, 0) if none."""
+    step = self.manager.latest_step()
+    if step is None:
+      return None, 0
+    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    diffs = list(_diff(meta['fingerprint'], self.fingerprint))
+    if diffs:
+      raise CheckpointMismatch(
+        f'{self.directory} holds step {step} of a run with another config '
+        f'({"; ".join(diffs[:3])}); use a new --workdir or the original config'
+      )
+    restored = self.manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
+    return restored['state'], step
+
+  def save(self, step: int, state, force: bool = False) -> None:
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        meta=ocp.args.JsonSave({'step': step, 'fingerprint': self.fingerprint}),
+      ),
+      force=force,
+    )
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def save_encoder(directory: str, variables, meta: dict) -> None:
+  """Exports encoder variables ({'params', 'batch_stats'}) with a JSON description."""
+  directory = os.path.abspath(directory)
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as m:
+    m.save(0, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
+                                      meta=ocp.args.JsonSave(meta)), force=True)
+    m.wait_until_finished()
+
+
+def encoder_exists(directory: str) -> bool:
+  return os.path.isdir(directory) and ocp.CheckpointManager(directory).latest_step() is not None
+
+
+def load_encoder(directory: str, abstract_variables):
+  """Returns (variables, meta) of an exported encoder."""
+  directory = os.path.abspath(directory)
+  with ocp.CheckpointManager(directory) as m:
+    step = m.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no exported encoder in {directory}')
+    out = m.restore(step, args=ocp.args.Composite(
+      variables=ocp.args.StandardRestore(abstract_variables), meta=ocp.args.JsonRestore()))
+  return out['variables'], out['meta']

@@ -1,0 +1,236 @@
+"""Input pipeline: TFDS array_record -> grain -> host batches -> global jax.Arrays.
+
+  builder (tfds_builders/<name>)  prepared on first use from data.manual_dir
+  tfds data_source                random access, no TensorFlow
+  grain MapDataset                shuffle (reseeded every epoch) + repeat, indexed by step
+  host batch                      x [b, M, T_max, V, C] float32, n [b], label [b]
+  jax.make_array_from_process_local_data  -> one global batch sharded over 'data'
+
+Batches are addressed by step number: the global batch of step s holds samples
+s*B .. s*B+B-1 of the shuffled, repeated stream, and process p reads its slice
+of it. A resumed run therefore sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+from skeljax import skeleton
+
+# Builders whose data is generated, not downloaded.
+GENERATED = ('synthetic_skeleton',)
+
+
+class DataError(RuntimeError):
+  """Data that cannot be read or prepared; the message says what to do."""
+
+
+def _builder_module(name: str):
+  try:
+    return importlib.import_module(f'tfds_builders.{name}')
+  except ModuleNotFoundError as e:
+    if e.name and e.name.startswith('tfds_builders'):
+      raise DataError(f'unknown dataset {name!r}: no tfds_builders/{name}/ builder') from None
+    raise
+
+
+def get_builder(data_cfg) -> tfds.core.DatasetBuilder:
+  """The TFDS builder for `config.data` (not necessarily prepared yet)."""
+  data_dir = os.path.expanduser(data_cfg.data_dir)
+  module = _builder_module(data_cfg.name)
+  if data_cfg.name == 'skeleton_folder':
+    if not data_cfg.manual_dir:
+      raise DataError(
+        'skeleton_folder needs --config.data.manual_dir=DIR holding index.csv and sequences/'
+      )
+    return module.make_builder(
+      manual_dir=os.path.expanduser(data_cfg.manual_dir),
+      layout=data_cfg.layout,
+      data_dir=data_dir,
+      persons=data_cfg.persons,
+    )
+  cls = module.BUILDER_CLASS if hasattr(module, 'BUILDER_CLASS') else _find_builder_class(module)
+  config_names = [c.name for c in (cls.BUILDER_CONFIGS or [])]
+  if config_names and data_cfg.config not in config_names:
+    raise DataError(
+      f'dataset {data_cfg.name} has no protocol {data_cfg.config!r}; choose one of {config_names}'
+    )
+  kwargs = {'config': data_cfg.config} if config_names else {}
+  return cls(data_dir=data_dir, file_format='array_record', **kwargs)
+
+
+def _find_builder_class(module):
+  for value in vars(module).values():
+    if isinstance(value, type) and issubclass(value, tfds.core.DatasetBuilder):
+      return value
+  raise DataError(f'{module.__name__} exports no DatasetBuilder')
+
+
+def _is_prepared(builder) -> bool:
+  return tfds.core.utils.gpath.as_path(builder.data_dir).joinpath('dataset_info.json').exists()
+
+
+def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:
+  """Returns a prepared builder, preparing it from `data.manual_dir` if needed."""
+  builder = get_builder(data_cfg)
+  if _is_prepared(builder):
+    return builder
+  manual_dir = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None
+  if data_cfg.name not in GENERATED:
+    if not manual_dir or not os.path.isdir(manual_dir):
+      instructions = ' '.join(str(getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', '')).split())
+      raise DataError(
+        f'dataset {data_cfg.name} is not prepared in {data_cfg.data_dir} and '
+        f'data.manual_dir={data_cfg.manual_dir!r} is not a folder. {instructions}'
+      )
+  if is_writer:
+    print(f'Preparing {builder.name}/{builder.builder_config.name if builder.builder_config else ""}'
+          f' into {builder.data_dir} (once) ...', flush=True)
+    builder.download_and_prepare(
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+    )
+  return builder
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+  """Host-side record -> fixed-size arrays. Deterministic (no randomness).
+
+  A record's skeleton [T, M', V, C] becomes x [M, max_frames, V, C]: persons
+  are cut or zero-padded to M, and frames beyond `max_frames` are resampled
+  down to `max_frames` by linear interpolation (so the whole sequence is kept).
+  """
+
+  persons: int
+  max_frames: int
+  num_joints: int
+  num_channels: int
+
+  def __call__(self, record) -> dict:
+    seq = np.asarray(record['skeleton'], dtype=np.float32)
+    if seq.ndim != 4 or seq.shape[2:] != (self.num_joints, self.num_channels):
+      raise DataError(
+        f'sample {record.get("file_name", b"?")!r} has shape {seq.shape}, but the layout '
+        f'needs [T, M, {self.num_joints}, {self.num_channels}]; check data.layout'
+      )
+    t = seq.shape[0]
+    if t > self.max_frames:
+      pos = np.linspace(0.0, t - 1.0, self.max_frames)
+      lo = np.floor(pos).astype(np.int64)
+      hi = np.minimum(lo + 1, t - 1)
+      w = (pos - lo).astype(np.float32)[:, None, None, None]
+      seq = seq[lo] * (1.0 - w) + seq[hi] * w
+      t = self.max_frames
+    x = np.zeros((self.persons, self.max_frames, self.num_joints, self.num_channels), np.float32)
+    m = min(self.persons, seq.shape[1])
+    x[:m, :t] = seq[:, :m].transpose(1, 0, 2, 3)
+    return {'x': x, 'n': np.int32(t), 'label': np.int32(record['label'])}
+
+
+def preprocessor(data_cfg) -> Preprocess:
+  layout = skeleton.get_layout(data_cfg.layout)
+  return Preprocess(
+    persons=data_cfg.persons,
+    max_frames=data_cfg.max_frames,
+    num_joints=layout.num_joints,
+    num_channels=layout.num_channels,
+  )
+
+
+def _stack(samples: list[dict]) -> dict:
+  return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+@dataclasses.dataclass
+class Split:
+  """One split of a prepared dataset: its source, size and label names."""
+
+  source: object
+  size: int
+  num_classes: int
+  label_names: tuple[str, ...]
+  preprocess: Preprocess
+
+  def read(self, indices) -> dict:
+    return _stack([self.preprocess(self.source[int(i)]) for i in indices])
+
+  def labels(self) -> np.ndarray:
+    return np.asarray([int(self.source[i]['label']) for i in range(self.size)], np.int32)
+
+
+def load_split(builder, data_cfg, split: str) -> Split:
+  try:
+    source = builder.as_data_source(split=split)
+  except (KeyError, ValueError) as e:
+    raise DataError(f'dataset {builder.name} has no split {split!r}: {e}') from None
+  label = builder.info.features['label']
+  return Split(
+    source=source,
+    size=len(source),
+    num_classes=label.num_classes,
+    label_names=tuple(label.names),
+    preprocess=preprocessor(data_cfg),
+  )
+
+
+def train_batches(
+  split: Split,
+  *,
+  batch_size: int,
+  seed: int,
+  start_step: int,
+  num_steps: int,
+  indices: np.ndarray | None = None,
+  num_threads: int = 2,
+):
+  """Yields this process's slice of the global batch for steps start..num_steps-1.
+
+  `indices` restricts training to a subset (semi-supervised); order is a grain
+  shuffle reseeded every epoch, so it depends only on (seed, step).
+  """
+  base = grain.MapDataset.range(split.size if indices is None else len(indices))
+  order = base.shuffle(seed=seed).repeat()
+  nproc, pid = jax.process_count(), jax.process_index()
+  if batch_size % nproc:
+    raise DataError(f'batch size {batch_size} does not divide over {nproc} processes')
+  local = batch_size // nproc
+  lookup = (lambda i: int(i)) if indices is None else (lambda i: int(indices[i]))
+
+  def load_step(step: int) -> dict:
+    first = step * batch_size + pid * local
+    return _stack([split.preprocess(split.source[lookup(order[first + j])]) for j in range(local)])
+
+  steps = grain.MapDataset.range(start_step, num_steps).map(load_step)
+  return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                                      prefetch_buffer_size=4)))
+
+
+def eval_batches(split: Split, batch_size: int, indices: np.ndarray | None = None):
+  """Yields (batch, valid) in dataset order; the last batch is zero-padded.
+
+  `valid` [b] marks real samples. Each process reads its slice of every global batch.
+  """
+  idx = np.arange(split.size) if indices is None else np.asarray(indices)
+  nproc, pid = jax.process_count(), jax.process_index()
+  local = batch_size // nproc
+  for first in range(0, len(idx), batch_size):
+    chunk = idx[first + pid * local : first + (pid + 1) * local]
+    valid = np.zeros(local, bool)
+    valid[: len(chunk)] = True
+    samples = [split.preprocess(split.source[int(i)]) for i in chunk]
+    pad = {
+      'x': np.zeros((split.preprocess.persons, split.preprocess.max_frames,
+                     split.preprocess.num_joints, split.preprocess.num_channels), np.float32),
+      'n': np.int32(1),
+      'label': np.int32(0),
+    }
+    samples += [pad] * (local - len(chunk))
+    yield _stack(samples), valid

@@ -1,0 +1,340 @@
+"""Downstream protocols on a pretrained (or random) encoder.
+
+  linear    frozen encoder (no gradient, BN in inference mode, optax-masked),
+            a linear classifier trained with SGD on pooled features
+  knn       cosine kNN (k = 1 and k = 20, similarity-weighted) on frozen features
+  finetune  encoder + classifier trained end to end from the pretrained weights
+  semi      finetune on class-balanced 1% / 10% labelled subsets (chosen by seed)
+  scratch   the same encoder + classifier trained from random init
+
+Every function returns a dict with top1/top5 (percent), n_train, n_test and its
+protocol; the caller (skeljax.run) stores it in results.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import zlib
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from skeljax import augment, data, loop, models, objectives, optim, skeleton
+from skeljax import checkpoint as ckpt_lib
+from skeljax import mesh as mesh_lib
+from skeljax.logger import MetricsLog
+from skeljax.models import heads
+
+
+class EvalError(RuntimeError):
+  """An evaluation that cannot run as configured."""
+
+
+# ---------------------------------------------------------------- encoder ---
+
+
+def build_encoder(config):
+  return models.build_encoder(config.model, skeleton.get_layout(config.data.layout),
+                              config.data.frames)
+
+
+def random_encoder_variables(config, seed_offset: int = 0):
+  from skeljax.pretrain import sample_input
+
+  encoder = build_encoder(config)
+  x, n = sample_input(config)
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + seed_offset)
+  return jax.jit(functools.partial(encoder.init, train=False))({'params': rng, 'dropout': rng},
+                                                               x, n)
+
+
+def resolve_init(config, workdir: str) -> str:
+  """'random', or the folder of an exported encoder that `config.init_from` names."""
+  src = config.init_from
+  if src == 'random':
+    return 'random'
+  if src == '':
+    path = os.path.join(workdir, 'encoder')
+    if not ckpt_lib.encoder_exists(path):
+      raise EvalError(f'no pretrained encoder in {path}: run the pretrain stage first, '
+                      'or set --config.init_from=random or a workdir / checkpoint path')
+    return path
+  src = os.path.abspath(os.path.expanduser(src))
+  for path in (os.path.join(src, 'encoder'), src):
+    if ckpt_lib.encoder_exists(path):
+      return path
+  raise EvalError(f'init_from={config.init_from!r} holds no exported encoder '
+                  '(expected <workdir>/encoder from a pretrain stage)')
+
+
+def encoder_variables(config, init: str):
+  """Encoder variables {'params', 'batch_stats'} for 'random' or an encoder folder."""
+  variables = random_encoder_variables(config)
+  if init == 'random':
+    return variables
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
+  try:
+    restored, meta = ckpt_lib.load_encoder(init, abstract)
+  except (ValueError, KeyError) as e:
+    raise EvalError(f'the encoder in {init} does not fit model.{config.model.name}/'
+                    f'{config.model.size} on layout {config.data.layout}: {e}') from None
+  if meta.get('layout') not in (None, config.data.layout):
+    raise EvalError(f'encoder in {init} was trained on layout {meta["layout"]}, '
+                    f'not {config.data.layout}')
+  return restored
+
+
+# --------------------------------------------------------------- features ---
+
+
+def make_feature_fn(config, mesh):
+  encoder = build_encoder(config)
+  layout = skeleton.get_layout(config.data.layout)
+
+  def features(variables, x, n):
+    clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
+    full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+    pooled, _ = encoder.apply(variables, clips, full, train=False)
+    return pooled
+
+  return jax.jit(features, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh),
+                                         mesh_lib.batch_sharded(mesh)),
+                 out_shardings=mesh_lib.batch_sharded(mesh))
+
+
+def extract(config, mesh, variables, split: data.Split, indices=None):
+  """Pooled features [N, D] and labels [N] of a split, in dataset order."""
+  fn = make_feature_fn(config, mesh)
+  variables = jax.device_put(variables, mesh_lib.replicated(mesh))
+  feats, labels = [], []
+  for batch, valid in data.eval_batches(split, config.eval_batch_size, indices):
+    g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
+    f = mesh_lib.gather_rows(fn(variables, g['x'], g['n']))
+    v = _gather_host(valid)
+    lab = _gather_host(batch['label'])
+    feats.append(f[v])
+    labels.append(lab[v])
+  return np.concatenate(feats), np.concatenate(labels)
+
+
+def _gather_host(x: np.ndarray) -> np.ndarray:
+  if jax.process_count() == 1:
+    return x
+  from jax.experimental import multihost_utils
+
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# ---------------------------------------------------------------- metrics ---
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> dict:
+  """top1/top5 in percent from logits [N, K] and integer labels [N]."""
+  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  return {
+    'top1': float(100.0 * jnp.mean(objectives.topk_correct(logits, labels, 1))),
+    'top5': float(100.0 * jnp.mean(objectives.topk_correct(logits, labels, 5))),
+  }
+
+
+def confusion(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (labels, pred), 1)
+  return cm
+
+
+def knn_scores(train_f, train_y, test_f, num_classes: int, k: int, temperature: float):
+  """Class scores [N_test, K] of similarity-weighted cosine kNN.
+
+  Each of the k nearest training features votes for its class with weight
+  exp(cos / temperature) (Wu et al. 2018); with k = 1 this is plain 1-NN.
+  """
+  a = objectives.l2_normalize(jnp.asarray(train_f, jnp.float32))
+  b = objectives.l2_normalize(jnp.asarray(test_f, jnp.float32))
+  sim = b @ a.T
+  k = min(k, a.shape[0])
+  top_sim, top_idx = jax.lax.top_k(sim, k)
+  weights = jnp.exp(top_sim / temperature)
+  votes = jax.nn.one_hot(jnp.asarray(train_y)[top_idx], num_classes) * weights[..., None]
+  return np.asarray(jnp.sum(votes, axis=1))
+
+
+# ------------------------------------------------------------ linear probe ---
+
+
+def fit_linear(train_f, train_y, num_classes: int, sec, seed: int):
+  """Trains a linear classifier on fixed features with SGD; returns its params."""
+  clf = heads.LinearClassifier(num_classes)
+  x = jnp.asarray(train_f, jnp.float32)
+  y = jnp.asarray(train_y, jnp.int32)
+  n = x.shape[0]
+  bs = min(sec.batch_size, n)
+  steps_per_epoch = max(n // bs, 1)
+  total = steps_per_epoch * sec.epochs
+  tx, _ = optim.make_optimizer(sec, steps_per_epoch, total)
+  rng = jax.random.PRNGKey(seed)
+  params = clf.init(jax.random.fold_in(rng, 1), x[:1])['params']
+  opt_state = tx.init(params)
+
+  def loss_fn(p, xb, yb):
+    return objectives.cross_entropy(clf.apply({'params': p}, xb), yb)
+
+  def epoch(carry, e):
+    p, o = carry
+    perm = jax.random.permutation(jax.random.fold_in(rng, e), n)[: steps_per_epoch * bs]
+
+    def step(carry, idx):
+      p, o = carry
+      g = jax.grad(loss_fn)(p, x[idx], y[idx])
+      u, o = tx.update(g, o, p)
+      return (optax.apply_updates(p, u), o), None
+
+    (p, o), _ = jax.lax.scan(step, (p, o), perm.reshape(steps_per_epoch, bs))
+    return (p, o), None
+
+  (params, _), _ = jax.jit(lambda c: jax.lax.scan(epoch, c, jnp.arange(sec.epochs)))(
+    (params, opt_state))
+  return clf, params
+
+
+# ----------------------------------------------- supervised (encoder + head) ---
+
+
+@flax.struct.dataclass
+class SupervisedState:
+  step: jax.Array
+  params: Any  # {'encoder', 'classifier'}
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def _trainable_labels(params, frozen_encoder: bool):
+  return {k: jax.tree.map(lambda _: 'frozen' if (frozen_encoder and k == 'encoder') else 'train',
+                          v) for k, v in params.items()}
+
+
+def make_supervised_tx(sec, steps_per_epoch, total, params, frozen_encoder: bool):
+  tx, lr = optim.make_optimizer(sec, steps_per_epoch, total)
+  labels = _trainable_labels(params, frozen_encoder)
+  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels), lr
+
+
+def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_encoder, augmented):
+  layout = skeleton.get_layout(config.data.layout)
+  rng = jax.random.fold_in(state.rng, state.step)
+  k_view, k_drop = jax.random.split(rng)
+  if augmented:
+    clips = augment.make_views(k_view, batch['x'], batch['n'], aug=config.augment, layout=layout,
+                               frames=config.data.frames, speed_positive=False,
+                               broken_negative=False, interpolation=False)['anchor']
+  else:
+    clips = augment.eval_clip(batch['x'], batch['n'], aug=config.augment, layout=layout,
+                              frames=config.data.frames)
+  full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+
+  def loss_fn(params):
+    variables = {'params': params['encoder'], 'batch_stats': state.batch_stats}
+    if frozen_encoder:
+      # Inference-mode BN and no gradient: the probe cannot move the encoder.
+      pooled, _ = encoder.apply(variables, clips, full, train=False)
+      pooled = jax.lax.stop_gradient(pooled)
+      bs = state.batch_stats
+    else:
+      (pooled, _), upd = encoder.apply(variables, clips, full, train=True,
+                                       mutable=['batch_stats'], rngs={'dropout': k_drop})
+      bs = upd['batch_stats']
+    logits = classifier.apply({'params': params['classifier']}, pooled)
+    loss = objectives.cross_entropy(logits, batch['label'])
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+    return loss, (bs, {'loss': loss, 'acc': acc})
+
+  grads, (bs, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       batch_stats=bs, opt_state=opt_state), metrics
+
+
+def train_supervised(config, workdir, mesh, stage: str, sec, variables, train: data.Split,
+                     *, frozen_encoder: bool, augmented: bool, indices=None):
+  """Trains encoder + linear classifier; returns final encoder variables and classifier."""
+  encoder = build_encoder(config)
+  classifier = heads.LinearClassifier(train.num_classes)
+  n = train.size if indices is None else len(indices)
+  # A small labelled subset (semi 1%) may hold fewer samples than a batch.
+  batch_size = min(sec.batch_size, n - n % jax.device_count())
+  if batch_size <= 0:
+    raise EvalError(f'{stage}: {n} training samples cannot fill one batch on '
+                    f'{jax.device_count()} devices')
+  steps_per_epoch = n // batch_size
+  total = steps_per_epoch * sec.epochs
+  pooled_dim = jax.eval_shape(
+    lambda v, x, m: encoder.apply(v, x, m, train=False)[0], variables,
+    *_sample(config))
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(stage.encode()) % (2**31))
+  params = {'encoder': variables['params'],
+            'classifier': classifier.init(rng, jnp.zeros(pooled_dim.shape))['params']}
+  tx, lr = make_supervised_tx(sec, steps_per_epoch, total, params, frozen_encoder)
+  rep = mesh_lib.replicated(mesh)
+  state = jax.jit(lambda p, bs: SupervisedState(step=jnp.zeros((), jnp.int32), params=p,
+                                                batch_stats=bs, opt_state=tx.init(p), rng=rng),
+                  out_shardings=rep)(params, variables.get('batch_stats', {}))
+  step_fn = jax.jit(
+    functools.partial(supervised_step, encoder=encoder, classifier=classifier, config=config,
+                      tx=tx, frozen_encoder=frozen_encoder, augmented=augmented),
+    in_shardings=(rep, mesh_lib.batch_sharded(mesh)), out_shardings=(rep, rep),
+    donate_argnums=0)
+  fp = ckpt_lib.fingerprint(config, ('data', 'model', 'augment', stage.split('_')[0]))
+  fp['stage'] = stage
+  ckpt = ckpt_lib.StageCheckpoints(os.path.join(workdir, 'checkpoints', stage),
+                                   keep=2, fingerprint_=fp)
+  log = MetricsLog(workdir, stage, total, batch_size)
+  state = loop.run(
+    stage=stage, state=state, step_fn=step_fn,
+    batches=lambda start: data.train_batches(train, batch_size=batch_size, seed=config.seed,
+                                             start_step=start, num_steps=total, indices=indices),
+    mesh=mesh, ckpt=ckpt, log=log, total_steps=total, log_every=sec.log_every,
+    checkpoint_every=max(total // 4, 1), lr_fn=lr)
+  enc_vars = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
+  return enc_vars, classifier, state.params['classifier'], batch_size
+
+
+def _sample(config):
+  from skeljax.pretrain import sample_input
+
+  return sample_input(config)
+
+
+def classify(config, mesh, enc_vars, classifier, clf_params, split: data.Split):
+  """Logits [N, K] and labels of a split through encoder + classifier (eval mode)."""
+  feats, labels = extract(config, mesh, enc_vars, split)
+  logits = classifier.apply({'params': clf_params}, jnp.asarray(feats))
+  return np.asarray(logits), labels, feats
+
+
+def balanced_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+  """Class-balanced indices: ceil(fraction * class count) per class, chosen by seed."""
+  key = jax.random.PRNGKey(seed)
+  chosen = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    take = max(1, int(np.ceil(fraction * len(idx))))
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, int(c)), len(idx)))
+    chosen.append(idx[perm[:take]])
+  return np.sort(np.concatenate(chosen))
+
+
+def save_subset(workdir: str, name: str, indices: np.ndarray) -> str:
+  path = os.path.join(workdir, f'{name}_indices.json')
+  if jax.process_index() == 0:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump([int(i) for i in indices], f)
+    os.replace(tmp, path)
+  return path

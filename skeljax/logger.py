@@ -1,0 +1,90 @@
+"""Observability: a progress line, <workdir>/metrics.jsonl and TensorBoard events.
+
+Only process 0 writes. Resuming truncates a stage's records past the restored
+step, so metrics.jsonl of a resumed run equals the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+
+
+def _fmt_eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+class MetricsLog:
+  def __init__(self, workdir: str, stage: str, total_steps: int, batch_size: int):
+    self.stage = stage
+    self.total = total_steps
+    self.batch = batch_size
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.writer_enabled = jax.process_index() == 0
+    self._tb = None
+    self._tb_dir = os.path.join(workdir, 'tensorboard', stage)
+    self._t0 = None
+    self._step0 = 0
+
+  def start(self, step: int) -> None:
+    """Called once the (restored) start step is known."""
+    self._t0, self._step0 = time.perf_counter(), step
+    if not self.writer_enabled:
+      return
+    if os.path.exists(self.path):
+      keep = []
+      with open(self.path) as f:
+        for line in f:
+          rec = json.loads(line)
+          if rec.get('stage') != self.stage or rec.get('step', 0) <= step:
+            keep.append(line)
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
+        f.writelines(keep)
+      os.replace(tmp, self.path)
+    from tensorboardX import SummaryWriter
+
+    self._tb = SummaryWriter(self._tb_dir, purge_step=step + 1 if step else None)
+
+  def rate(self, step: int) -> float:
+    dt = time.perf_counter() - self._t0
+    return (step - self._step0) * self.batch / dt if dt > 0 else float('nan')
+
+  def write(self, step: int, metrics: dict, lr: float | None = None) -> None:
+    rate = self.rate(step)
+    eta = (self.total - step) * self.batch / rate if rate and rate > 0 else float('inf')
+    parts = ' '.join(f'{k} {v:.4g}' for k, v in metrics.items())
+    lr_txt = f' | lr {lr:.3g}' if lr is not None else ''
+    if self.writer_enabled:
+      print(f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate:.1f} samples/s'
+            f' | ETA {_fmt_eta(eta)}', flush=True)
+      rec = {'stage': self.stage, 'step': step, **{k: float(v) for k, v in metrics.items()}}
+      if lr is not None:
+        rec['lr'] = float(lr)
+      rec['samples_per_s'] = rate
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(rec) + '\n')
+      for k, v in metrics.items():
+        self._tb.add_scalar(f'{self.stage}/{k}', float(v), step)
+      if lr is not None:
+        self._tb.add_scalar(f'{self.stage}/lr', float(lr), step)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str, stage: str) -> list[dict]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [r for r in map(json.loads, f) if r.get('stage') == stage]

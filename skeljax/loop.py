@@ -1,0 +1,86 @@
+"""The training loop every stage shares: resume, step, NaN guard, log, checkpoint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import jax
+
+from skeljax import checkpoint as ckpt_lib
+from skeljax import mesh as mesh_lib
+from skeljax.logger import MetricsLog
+
+
+class NonFiniteLoss(RuntimeError):
+  """A loss went NaN/inf; the run stops and keeps its last good checkpoint."""
+
+
+def _fetch(step: int, metrics, stage: str, ckpt) -> dict:
+  host = {k: float(v) for k, v in mesh_lib.to_host(metrics).items()}
+  bad = [k for k, v in host.items() if not math.isfinite(v)]
+  if bad:
+    last = ckpt.latest_step()
+    kept = f'the last good checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
+    raise NonFiniteLoss(
+      f'{stage}: non-finite {", ".join(f"{k}={host[k]}" for k in bad)} at step {step}; '
+      f'{kept} in {ckpt.directory}. Lower the learning rate or set grad_clip.'
+    )
+  return host
+
+
+def run(
+  *,
+  stage: str,
+  state,
+  step_fn: Callable,
+  batches: Callable[[int], Iterator[dict]],
+  mesh,
+  ckpt: ckpt_lib.StageCheckpoints,
+  log: MetricsLog,
+  total_steps: int,
+  log_every: int,
+  checkpoint_every: int,
+  lr_fn: Callable[[int], float] | None = None,
+):
+  """Runs `step_fn` from the latest checkpoint (if any) to `total_steps`.
+
+  `state` is a freshly initialised state; it is replaced by the restored one
+  when a checkpoint exists. `batches(start)` yields host batches from `start`.
+  Metrics of step s are fetched while step s+1 runs, so the host never stalls
+  the device, yet a non-finite loss is caught at the step it happened.
+  """
+  abstract = ckpt_lib.abstract_with_sharding(
+    jax.eval_shape(lambda s: s, state), mesh_lib.replicated(mesh)
+  )
+  restored, start = ckpt.restore(abstract)
+  if restored is not None:
+    state = restored
+    if jax.process_index() == 0:
+      print(f'{stage}: resumed from step {start} ({ckpt.directory})', flush=True)
+  log.start(start)
+  pending = None
+  try:
+    it = batches(start)
+    for step in range(start, total_steps):
+      batch = mesh_lib.to_global(mesh, next(it))
+      state, metrics = step_fn(state, batch)
+      if pending is not None:
+        _fetch(*pending, stage, ckpt)
+      done = step + 1
+      pending = (done, metrics)
+      want_log = done % log_every == 0 or done == total_steps
+      want_ckpt = done % checkpoint_every == 0 or done == total_steps
+      if want_log or want_ckpt:
+        host = _fetch(*pending, stage, ckpt)
+        pending = None
+        if want_log:
+          log.write(done, host, None if lr_fn is None else float(lr_fn(step)))
+        if want_ckpt:
+          ckpt.save(done, state, force=True)
+    if pending is not None:
+      _fetch(*pending, stage, ckpt)
+  finally:
+    ckpt.close()
+    log.close()
+  return state

@@ -1,0 +1,82 @@
+"""PNG figures written next to results: curves, confusion matrices, feature maps, studies."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp, dpi=100, bbox_inches='tight')
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def training_curves(records: list[dict], path: str, title: str) -> str | None:
+  """Every numeric metric of a stage against step, one panel per metric."""
+  keys = [k for k in (records[0] if records else {}) if k not in ('stage', 'step', 'samples_per_s')]
+  if not keys:
+    return None
+  steps = [r['step'] for r in records]
+  fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+  for ax, k in zip(axes[0], keys, strict=True):
+    ax.plot(steps, [r.get(k, np.nan) for r in records])
+    ax.set_title(k)
+    ax.set_xlabel('step')
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def confusion_matrix(cm: np.ndarray, names, path: str, title: str) -> str:
+  k = cm.shape[0]
+  size = min(2 + 0.35 * k, 24)
+  fig, ax = plt.subplots(figsize=(size, size))
+  norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+  ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
+  if k <= 30:
+    ax.set_xticks(range(k), [str(n)[:18] for n in names], rotation=90, fontsize=7)
+    ax.set_yticks(range(k), [str(n)[:18] for n in names], fontsize=7)
+    for i in range(k):
+      for j in range(k):
+        if cm[i, j]:
+          ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=6,
+                  color='white' if norm[i, j] > 0.5 else 'black')
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def feature_map(features: np.ndarray, labels: np.ndarray, names, path: str, title: str) -> str:
+  """Test features projected on their first two principal components, by class."""
+  f = features - features.mean(axis=0)
+  _, _, vt = np.linalg.svd(f, full_matrices=False)
+  xy = f @ vt[:2].T
+  fig, ax = plt.subplots(figsize=(6, 5))
+  cmap = plt.get_cmap('tab20' if len(names) > 10 else 'tab10')
+  for c in np.unique(labels):
+    m = labels == c
+    ax.scatter(xy[m, 0], xy[m, 1], s=8, color=cmap(int(c) % cmap.N), label=str(names[c])[:18])
+  if len(names) <= 20:
+    ax.legend(fontsize=6, markerscale=2, loc='best')
+  ax.set_title(title + ' (PCA)')
+  return _save(fig, path)
+
+
+def study_bars(rows: list[dict], path: str, title: str) -> str:
+  """rows: {'name', 'mean', 'std'} in percent; one bar each."""
+  fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.5))
+  ax.bar(range(len(rows)), [r['mean'] for r in rows], yerr=[r.get('std', 0) for r in rows],
+         capsize=4, color='tab:blue')
+  ax.set_xticks(range(len(rows)), [r['name'] for r in rows], rotation=30, ha='right')
+  ax.set_ylabel('top-1 (%)')
+  ax.set_title(title)
+  return _save(fig, path)

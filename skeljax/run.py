@@ -1,0 +1,264 @@
+"""`train_and_evaluate(config, workdir)`: runs the config's stages and reports.
+
+Each stage writes its entry into <workdir>/results.json as soon as it ends, so
+re-running the same command skips finished stages (unless their protocol
+changed) and resumes an unfinished one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from skeljax import checkpoint as ckpt_lib
+from skeljax import config as config_lib
+from skeljax import data, evaluate, loop, optim, plots, pretrain, results
+from skeljax import mesh as mesh_lib
+from skeljax.logger import MetricsLog, read_metrics
+
+
+@dataclasses.dataclass
+class Context:
+  config: object
+  workdir: str
+  mesh: object
+  train: data.Split
+  test: data.Split
+  _features: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def writer(self) -> bool:
+    return jax.process_index() == 0
+
+  def features(self, init: str, variables):
+    """Frozen train/test features of an encoder, computed once per run."""
+    if init not in self._features:
+      self._features[init] = (
+        evaluate.extract(self.config, self.mesh, variables, self.train),
+        evaluate.extract(self.config, self.mesh, variables, self.test),
+      )
+    return self._features[init]
+
+  def png(self, name: str) -> str:
+    return os.path.join(self.workdir, 'plots', name)
+
+
+# ---------------------------------------------------------------- stages ---
+
+
+def stage_pretrain(ctx: Context) -> dict[str, dict]:
+  config, sec = ctx.config, ctx.config.pretrain
+  steps_per_epoch = ctx.train.size // sec.batch_size
+  if steps_per_epoch == 0:
+    raise config_lib.ConfigError(
+      f'pretrain.batch_size={sec.batch_size} exceeds the {ctx.train.size} training samples')
+  total = steps_per_epoch * sec.epochs
+  nets = pretrain.make_nets(config)
+  tx, lr = optim.make_optimizer(sec, steps_per_epoch, total)
+  rep = mesh_lib.replicated(ctx.mesh)
+  rng = jax.random.PRNGKey(config.seed)
+  state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r), out_shardings=rep)(rng)
+  step_fn = pretrain.jit_train_step(nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh))
+  fp = ckpt_lib.fingerprint(config, ('data', 'augment', 'model', 'mcc', 'pretrain'))
+  ckpt = ckpt_lib.StageCheckpoints(os.path.join(ctx.workdir, 'checkpoints', 'pretrain'),
+                                   keep=sec.keep_checkpoints, fingerprint_=fp)
+  t0 = time.perf_counter()
+  state = loop.run(
+    stage='pretrain', state=state, step_fn=step_fn,
+    batches=lambda start: data.train_batches(ctx.train, batch_size=sec.batch_size,
+                                             seed=config.seed, start_step=start,
+                                             num_steps=total),
+    mesh=ctx.mesh, ckpt=ckpt, log=MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size),
+    total_steps=total, log_every=sec.log_every, checkpoint_every=sec.checkpoint_every, lr_fn=lr)
+  wall = time.perf_counter() - t0
+  ckpt_lib.save_encoder(
+    os.path.join(ctx.workdir, 'encoder'),
+    {'params': state.params['encoder'], 'batch_stats': state.batch_stats},
+    {'layout': config.data.layout, 'model': config.model.to_dict(), 'frames': config.data.frames,
+     'dataset': config.data.name, 'objective': config.objective, 'steps': total})
+  records = read_metrics(ctx.workdir, 'pretrain')
+  entry = {
+    'final_loss': records[-1]['loss'] if records else None,
+    'steps': total, 'epochs': sec.epochs, 'batch_size': sec.batch_size, 'lr': sec.lr,
+    'optimizer': sec.optimizer, 'objective': config.objective,
+    'samples_per_s': float(np.median([r['samples_per_s'] for r in records[1:]]))
+    if len(records) > 1 else None,
+    'stage_wall_s': round(wall, 1),
+  }
+  if ctx.writer and records:
+    entry['curve_png'] = plots.training_curves(records, ctx.png('pretrain_curves.png'),
+                                               f'pretrain ({config.objective})')
+  return {'pretrain': entry}
+
+
+def _report(ctx, name, logits, labels, feats, extra) -> dict:
+  entry = {**evaluate.accuracy(logits, labels), 'n_test': int(len(labels)), **extra}
+  if ctx.writer:
+    cm = evaluate.confusion(np.argmax(logits, -1), labels, ctx.test.num_classes)
+    entry['confusion_png'] = plots.confusion_matrix(
+      cm, ctx.test.label_names, ctx.png(f'{name}_confusion.png'),
+      f'{name}: top-1 {entry["top1"]:.1f}%')
+    if feats is not None:
+      entry['features_png'] = plots.feature_map(feats, labels, ctx.test.label_names,
+                                                ctx.png(f'{name}_features.png'), name)
+  return entry
+
+
+def _linear(ctx: Context, name: str, init: str) -> dict:
+  config, sec = ctx.config, ctx.config.linear
+  variables = evaluate.encoder_variables(config, init)
+  protocol = {'epochs': sec.epochs, 'batch_size': sec.batch_size, 'lr': sec.lr,
+              'optimizer': sec.optimizer, 'augment': sec.augment, 'encoder': 'frozen'}
+  if sec.augment:
+    enc, clf, clf_params, bs = evaluate.train_supervised(
+      config, ctx.workdir, ctx.mesh, name, sec, variables, ctx.train,
+      frozen_encoder=True, augmented=True)
+    logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
+    protocol['batch_size'] = bs
+  else:
+    (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
+    clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
+    logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
+    labels, feats = te_y, te_f
+  return _report(ctx, name, logits, labels, feats,
+                 {'n_train': ctx.train.size, 'init': init, **protocol})
+
+
+def stage_linear(ctx: Context) -> dict[str, dict]:
+  init = evaluate.resolve_init(ctx.config, ctx.workdir)
+  out = {'linear': _linear(ctx, 'linear', init)}
+  if ctx.config.random_reference and init != 'random':
+    out['linear_random'] = _linear(ctx, 'linear_random', 'random')
+  return out
+
+
+def stage_knn(ctx: Context) -> dict[str, dict]:
+  config = ctx.config
+  init = evaluate.resolve_init(config, ctx.workdir)
+  variables = evaluate.encoder_variables(config, init)
+  (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
+  entry = {'n_train': ctx.train.size, 'n_test': int(len(te_y)), 'init': init,
+           'temperature': config.knn.temperature}
+  for k in config.knn.k:
+    scores = evaluate.knn_scores(tr_f, tr_y, te_f, ctx.train.num_classes, k,
+                                 config.knn.temperature)
+    entry[f'k{k}'] = evaluate.accuracy(scores, te_y)
+  last = entry[f'k{config.knn.k[-1]}']
+  entry.update(top1=last['top1'], top5=last['top5'], k=list(config.knn.k))
+  return {'knn': entry}
+
+
+def _supervised(ctx, name, sec, init, indices=None) -> dict:
+  config = ctx.config
+  variables = evaluate.encoder_variables(config, init)
+  enc, clf, clf_params, bs = evaluate.train_supervised(
+    config, ctx.workdir, ctx.mesh, name, sec, variables, ctx.train,
+    frozen_encoder=False, augmented=True, indices=indices)
+  logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
+  n_train = ctx.train.size if indices is None else int(len(indices))
+  return _report(ctx, name, logits, labels, feats, {
+    'n_train': n_train, 'init': init, 'epochs': sec.epochs, 'batch_size': bs, 'lr': sec.lr,
+    'optimizer': sec.optimizer, 'encoder': 'trained'})
+
+
+def stage_finetune(ctx: Context) -> dict[str, dict]:
+  init = evaluate.resolve_init(ctx.config, ctx.workdir)
+  return {'finetune': _supervised(ctx, 'finetune', ctx.config.finetune, init)}
+
+
+def stage_scratch(ctx: Context) -> dict[str, dict]:
+  return {'scratch': _supervised(ctx, 'scratch', ctx.config.scratch, 'random')}
+
+
+def stage_semi(ctx: Context) -> dict[str, dict]:
+  config = ctx.config
+  init = evaluate.resolve_init(config, ctx.workdir)
+  labels = ctx.train.labels()
+  entry = {'init': init, 'n_test': ctx.test.size, 'fractions': {}}
+  for frac in config.semi.fractions:
+    tag = f'semi_{frac * 100:g}pct'
+    idx = evaluate.balanced_subset(labels, frac, config.seed)
+    path = evaluate.save_subset(ctx.workdir, tag, idx)
+    res = _supervised(ctx, tag, config.semi, init, indices=idx)
+    res['subset'] = path
+    entry['fractions'][f'{frac:g}'] = res
+  last = entry['fractions'][f'{config.semi.fractions[-1]:g}']
+  entry.update(top1=last['top1'], top5=last['top5'], n_train=last['n_train'])
+  return {'semi': entry}
+
+
+STAGE_FNS = {
+  'pretrain': stage_pretrain,
+  'linear': stage_linear,
+  'knn': stage_knn,
+  'finetune': stage_finetune,
+  'semi': stage_semi,
+  'scratch': stage_scratch,
+}
+
+
+def stage_protocol(config, stage: str) -> dict:
+  """The fields whose change makes a finished stage's entry stale."""
+  sections = ['data', 'model', 'augment', stage]
+  if stage == 'pretrain':
+    sections.append('mcc')
+  fp = ckpt_lib.fingerprint(config, sections)
+  fp['init_from'] = config.init_from
+  return fp
+
+
+# ------------------------------------------------------------------ main ---
+
+
+def device_description() -> str:
+  d = jax.devices()[0]
+  return f'{d.platform}:{d.device_kind} x{jax.device_count()} ({jax.process_count()} process)'
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs every stage of `config.stages` in `workdir`; returns the results dict."""
+  config_lib.validate(config, jax.device_count())
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  writer = jax.process_index() == 0
+  if writer:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  builder = data.prepare(config.data, is_writer=writer)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices('skeljax: data prepared')
+    builder = data.prepare(config.data, is_writer=False)
+  ctx = Context(config=config, workdir=workdir, mesh=mesh_lib.make_mesh(),
+                train=data.load_split(builder, config.data, config.data.train_split),
+                test=data.load_split(builder, config.data, config.data.test_split))
+  report = results.Results.load(workdir)
+  for stage in config.stages:
+    proto = stage_protocol(config, stage)
+    if report.done(stage, proto):
+      if writer:
+        print(f'{stage}: already finished in {workdir}; skipping', flush=True)
+      continue
+    t0 = time.perf_counter()
+    entries = STAGE_FNS[stage](ctx)
+    for name, entry in entries.items():
+      entry['wall_s'] = round(time.perf_counter() - t0, 1)
+      report.set_stage(name, entry, proto if name == stage else None)
+    report.set_run(protocol=results.protocol(config), device=device_description())
+    if writer:
+      report.save(workdir)
+  if writer:
+    report.save(workdir)
+    print(report.markdown(), flush=True)
+    print(f'results: {os.path.join(workdir, "results.json")} and results.md', flush=True)
+  return report.as_dict()
+
+
+__all__ = ['train_and_evaluate', 'loop']

@@ -1,0 +1,96 @@
+"""Config files parse and validate; bad input exits 2 with one line."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from ml_collections import config_flags  # noqa: F401  (flags module imported for parity)
+
+from skeljax import config as config_lib
+
+from .conftest import REPO
+
+CONFIGS = sorted(p for p in (REPO / 'configs').glob('*.py'))
+ARGS = {
+  'demo.py': ['', 'tiny'],
+  'nw_ucla.py': ['', 'xview', 'xsub', 'xview,tiny'],
+  'ntu60.py': ['', 'xsub', 'xview', 'tiny'],
+  'ntu120.py': ['', 'xsub', 'xset'],
+  'pkummd.py': ['part1_xsub', 'part1_xview', 'part2_xsub', 'part2_xview'],
+  'kinetics.py': ['', 'tiny'],
+  'folder.py': ['', 'tiny'],
+}
+
+
+def _load(path, arg):
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def test_every_dataset_has_a_config():
+  assert {p.name for p in CONFIGS} == set(ARGS)
+
+
+@pytest.mark.parametrize('name,arg', [(n, a) for n, args in ARGS.items() for a in args])
+def test_configs_parse_and_validate(name, arg):
+  c = _load(REPO / 'configs' / name, arg)
+  config_lib.validate(c)
+  doc = (REPO / 'configs' / name).read_text()
+  assert 'python -m skeljax.main --config=configs/' in doc
+  assert 'Expected result' in doc
+
+
+def test_unknown_config_arg_is_an_error():
+  with pytest.raises(config_lib.ConfigError, match='unknown config arg'):
+    _load(REPO / 'configs' / 'nw_ucla.py', 'xveiw')
+
+
+@pytest.mark.parametrize('field,value,message', [
+  ('stages', ('pretrain', 'lineer'), 'unknown stage'),
+  ('data.layout', 'ntu26', 'unknown joint layout'),
+  ('augment.segments', 1, 'segments'),
+  ('augment.crop_ratio', (0.9, 0.5), 'crop_ratio'),
+  ('mcc.temperature', 0.0, 'temperature'),
+  ('pretrain.batch_size', 100, 'queue_size'),
+])
+def test_validate_rejects_impossible_values(field, value, message):
+  c = config_lib.base_config()
+  section, _, key = field.rpartition('.')
+  (c[section] if section else c)[key] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
+
+
+def test_batch_not_divisible_by_devices_is_an_error():
+  c = config_lib.base_config()
+  c.pretrain.batch_size = 128
+  with pytest.raises(config_lib.ConfigError, match='does not divide over 3 devices'):
+    config_lib.validate(c, num_devices=3)
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, '-m', 'skeljax.main', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('args,needle', [
+  (['--config=configs/demo.py', '--config.pretrain.nope=1'], 'unknown config key'),
+  (['--config=configs/demo.py', '--config.seed=abc'], 'config.seed'),
+  (['--config=configs/demo.py:nonsense'], 'unknown config arg'),
+  (['--config=configs/demo.py', '--config.data.layout=ntu26'], 'unknown joint layout'),
+  (['--config=configs/demo.py', '--config.pretrain.batch_size=48'], 'queue_size'),
+  (['--config=configs/ntu60.py', '--config.data.manual_dir=/nonexistent',
+    '--config.data.data_dir=/tmp/skeljax_empty_data'], 'nturgbd_skeletons_s001_to_s017.zip'),
+])
+def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
+  r = _main(*args, f'--workdir={tmp_path / "run"}')
+  assert r.returncode == 2, r.stderr[-2000:]
+  lines = [line for line in r.stderr.splitlines() if line.startswith('skeljax: error:')]
+  assert len(lines) == 1, r.stderr[-2000:]
+  assert needle in lines[0]
+  assert 'Traceback' not in r.stderr

@@ -1,0 +1,121 @@
+"""Losses against direct NumPy computations, and the queue across steps and devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from skeljax import objectives
+
+
+def _unit(rng, *shape):
+  x = rng.standard_normal(shape).astype(np.float32)
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _np_info_nce(q, k, queue, k_neg, tau):
+  losses = []
+  for i in range(q.shape[0]):
+    logits = [q[i] @ k[i]]
+    if k_neg is not None:
+      logits.append(q[i] @ k_neg[i])
+    logits += [q[i] @ queue[j] for j in range(queue.shape[0])]
+    logits = np.asarray(logits, np.float64) / tau
+    m = logits.max()
+    losses.append(-(logits[0] - m - np.log(np.exp(logits - m).sum())))
+  return float(np.mean(losses))
+
+
+@pytest.mark.parametrize('with_neg', [False, True])
+def test_info_nce_matches_numpy(with_neg):
+  rng = np.random.default_rng(0)
+  q, k, neg, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 16, 8)
+  loss, metrics = objectives.info_nce(q, k, queue, neg if with_neg else None, 0.07)
+  want = _np_info_nce(q, k, queue, neg if with_neg else None, 0.07)
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  assert 0.0 <= float(metrics['acc']) <= 1.0
+
+
+def test_hard_negative_equal_to_query_raises_loss():
+  rng = np.random.default_rng(1)
+  q, k, queue = _unit(rng, 8, 16), _unit(rng, 8, 16), _unit(rng, 32, 16)
+  without, _ = objectives.info_nce(q, k, queue, None, 0.07)
+  far, _ = objectives.info_nce(q, k, queue, -q, 0.07)
+  equal, metrics = objectives.info_nce(q, k, queue, q, 0.07)
+  assert float(equal) > float(far) >= float(without) - 1e-6
+  assert float(equal) > float(without) + 1.0
+  # q.q = 1 beats any q.k < 1, so the broken key always wins.
+  assert float(metrics['neg_win']) == 1.0
+
+
+def test_info_nce_gradient_does_not_reach_keys():
+  rng = np.random.default_rng(2)
+  q, k, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 8, 8)
+  g = jax.grad(lambda kk: objectives.info_nce(q, kk, queue, kk, 0.1)[0])(jnp.asarray(k))
+  assert float(jnp.abs(g).max()) == 0.0
+
+
+def test_interpolation_loss_matches_numpy_and_ignores_absent_persons():
+  rng = np.random.default_rng(3)
+  pred = rng.standard_normal((2, 2, 6, 5, 3)).astype(np.float32)
+  target = rng.standard_normal((2, 2, 6, 5, 3)).astype(np.float32)
+  target[1, 1] = 0.0  # absent second person of sample 1
+  dropped = np.zeros((2, 6), np.float32)
+  dropped[:, [1, 3]] = 1.0
+  got = float(objectives.interpolation_loss(pred, target, dropped))
+  num, den = 0.0, 0
+  for b in range(2):
+    for m in range(2):
+      if not target[b, m].any():
+        continue
+      for t in (1, 3):
+        num += np.mean((pred[b, m, t] - target[b, m, t]) ** 2)
+        den += 1
+  np.testing.assert_allclose(got, num / den, rtol=1e-5)
+  # Kept frames do not count: changing them leaves the loss unchanged.
+  pred2 = pred.copy()
+  pred2[:, :, 0] += 100.0
+  np.testing.assert_allclose(float(objectives.interpolation_loss(pred2, target, dropped)), got,
+                             rtol=1e-6)
+
+
+def test_cross_entropy_and_topk_match_numpy():
+  logits = np.array([[2.0, 1.0, 0.1], [0.0, 0.5, 3.0], [1.0, 1.0, 0.0]], np.float32)
+  labels = np.array([0, 1, 2])
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  want = -np.mean(np.log(p[np.arange(3), labels]))
+  np.testing.assert_allclose(float(objectives.cross_entropy(logits, labels)), want, rtol=1e-5)
+  w = np.array([1.0, 1.0, 0.0])
+  want_w = -np.mean(np.log(p[np.arange(2), labels[:2]]))
+  np.testing.assert_allclose(float(objectives.cross_entropy(logits, labels, w)), want_w, rtol=1e-5)
+  assert list(np.asarray(objectives.topk_correct(logits, labels, 1))) == [True, False, False]
+  assert list(np.asarray(objectives.topk_correct(logits, labels, 2))) == [True, True, False]
+
+
+def test_queue_enqueues_and_wraps_across_steps():
+  queue = jnp.zeros((6, 2))
+  ptr = jnp.zeros((), jnp.int32)
+  for step in range(4):
+    keys = jnp.full((2, 2), float(step + 1))
+    queue, ptr = objectives.enqueue(queue, ptr, keys)
+  # 4 batches of 2 into 6 rows: step 4 overwrote rows 0-1.
+  np.testing.assert_array_equal(np.asarray(queue)[:, 0], [4, 4, 2, 2, 3, 3])
+  assert int(ptr) == 2
+
+
+def test_queue_with_sharded_global_batch_matches_single_device():
+  from skeljax import mesh as mesh_lib
+
+  mesh = mesh_lib.make_mesh()
+  n = jax.device_count()
+  keys = np.arange(4 * n * 3, dtype=np.float32).reshape(4 * n, 3)
+  queue = jnp.zeros((8 * n, 3))
+  ptr = jnp.zeros((), jnp.int32)
+  sharded = jax.device_put(keys, mesh_lib.batch_sharded(mesh))
+  step = jax.jit(objectives.enqueue, out_shardings=mesh_lib.replicated(mesh))
+  q1, p1 = step(queue, ptr, sharded)
+  q1, p1 = step(q1, p1, sharded + 1)
+  q2, p2 = objectives.enqueue(queue, ptr, keys)
+  q2, p2 = objectives.enqueue(q2, p2, keys + 1)
+  np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
+  assert int(p1) == int(p2) == 0
