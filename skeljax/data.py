@@ -74,7 +74,7 @@ def _find_builder_class(module):
 
 
 def _is_prepared(builder) -> bool:
-  return tfds.core.utils.gpath.as_path(builder.data_dir).joinpath('dataset_info.json').exists()
+  return os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
 
 
 def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:

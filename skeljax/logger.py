@@ -43,9 +43,12 @@ class MetricsLog:
       keep = []
       with open(self.path) as f:
         for line in f:
-          rec = json.loads(line)
+          try:
+            rec = json.loads(line)
+          except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write
           if rec.get('stage') != self.stage or rec.get('step', 0) <= step:
-            keep.append(line)
+            keep.append(line if line.endswith('\n') else line + '\n')
       tmp = self.path + '.tmp'
       with open(tmp, 'w') as f:
         f.writelines(keep)

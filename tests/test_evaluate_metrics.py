@@ -1,0 +1,91 @@
+"""Evaluation arithmetic with exact expectations: fixed logits, constructed features."""
+
+import numpy as np
+import pytest
+
+from skeljax import evaluate, results
+
+
+def test_accuracy_from_fixed_logits():
+  logits = np.array([
+    [9, 1, 2, 3, 4, 5, 0],  # label 0 first: top1, top5
+    [1, 9, 2, 3, 4, 5, 0],  # label 2 third: top5 only
+    [1, 2, 3, 4, 5, 6, 9],  # label 0 is the second smallest: neither
+    [0, 1, 2, 3, 4, 9, 5],  # label 6 second: top5 only
+  ], np.float32)
+  labels = np.array([0, 2, 0, 6])
+  acc = evaluate.accuracy(logits, labels)
+  assert acc == {'top1': 25.0, 'top5': 75.0}
+
+
+def test_confusion_counts():
+  cm = evaluate.confusion(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
+  np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 0], [0, 1, 1]])
+
+
+def test_knn_on_constructed_features():
+  # Two tight clusters on orthogonal axes; one test point near each, one between
+  # them but closer to class 1.
+  train = np.array([[1, 0.01], [1, -0.01], [0.9, 0.0], [0.01, 1], [-0.01, 1]], np.float32)
+  labels = np.array([0, 0, 0, 1, 1])
+  test = np.array([[1, 0.1], [0.1, 1], [0.6, 0.8]], np.float32)
+  s1 = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1)
+  assert list(np.argmax(s1, -1)) == [0, 1, 1]
+  # k = 5 uses every training point: class 0 has more votes, but the weights
+  # exp(cos/0.1) still favour the nearer class 1 for the last point.
+  s5 = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=0.1)
+  assert list(np.argmax(s5, -1)) == [0, 1, 1]
+  # With a huge temperature the weights are equal: a plain majority vote -> class 0.
+  s_flat = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=1e6)
+  assert list(np.argmax(s_flat, -1)) == [0, 0, 0]
+
+
+def test_balanced_subset_is_balanced_deterministic_and_seeded():
+  labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+  a = evaluate.balanced_subset(labels, 0.1, seed=0)
+  b = evaluate.balanced_subset(labels, 0.1, seed=0)
+  c = evaluate.balanced_subset(labels, 0.1, seed=1)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  assert np.bincount(labels[a]).tolist() == [1, 2, 3, 4]
+  # 1% of a 10-sample class still keeps one example.
+  assert np.bincount(labels[evaluate.balanced_subset(labels, 0.01, 0)]).tolist() == [1, 1, 1, 1]
+
+
+def test_fit_linear_learns_a_separable_problem():
+  import ml_collections
+
+  from skeljax import config as config_lib
+
+  rng = np.random.default_rng(0)
+  centres = rng.standard_normal((3, 8)) * 3
+  y = np.repeat(np.arange(3), 40)
+  x = (centres[y] + rng.standard_normal((120, 8)) * 0.3).astype(np.float32)
+  sec = config_lib.base_config().linear
+  sec = ml_collections.ConfigDict(sec.to_dict())
+  sec.epochs, sec.batch_size, sec.lr = 20, 16, 0.1
+  clf, params = evaluate.fit_linear(x, y, 3, sec, seed=0)
+  logits = np.asarray(clf.apply({'params': params}, x))
+  assert evaluate.accuracy(logits, y)['top1'] == pytest.approx(100.0)
+
+
+def test_results_schema_and_markdown(tmp_path):
+  r = results.Results()
+  r.set_stage('pretrain', {'final_loss': 5.1, 'steps': 800, 'wall_s': 10.0}, {'a': 1})
+  r.set_stage('linear', {'top1': 71.3, 'top5': 95.0, 'n_train': 1020, 'n_test': 464,
+                         'init': str(tmp_path / 'encoder'), 'wall_s': 2.0}, {'b': 1})
+  r.set_stage('linear_random', {'top1': 40.1, 'top5': 80.0, 'init': 'random'}, None)
+  r.set_run({'dataset': 'x', 'split': 's', 'frames': 50, 'batch_size': 128, 'epochs': 1,
+             'seed': 0, 'encoder': 'stgcn/small', 'objective': 'mcc'}, 'cpu')
+  r.save(str(tmp_path))
+  import json
+
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert set(saved) >= {'stages', 'protocol', 'device', 'wall_s'}
+  assert saved['stages']['linear']['top1'] == 71.3
+  assert saved['wall_s'] == 12.0
+  md = (tmp_path / 'results.md').read_text()
+  assert '| linear | 71.30 | 95.00 | 1020 | 464 | encoder |' in md
+  assert '| linear_random | 40.10 |' in md
+  loaded = results.Results.load(str(tmp_path))
+  assert loaded.done('linear', {'b': 1}) and not loaded.done('linear', {'b': 2})

@@ -1,0 +1,66 @@
+"""A run killed at any moment resumes and reproduces the uninterrupted metrics."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO
+
+ARGS = ['--config=configs/demo.py:tiny', '--config.stages=("pretrain",)',
+        '--config.pretrain.epochs=4', '--config.pretrain.checkpoint_every=7',
+        '--config.pretrain.log_every=1']
+
+
+def _cmd(workdir, data_dir):
+  return [sys.executable, '-m', 'skeljax.main', *ARGS, f'--workdir={workdir}',
+          f'--config.data.data_dir={data_dir}']
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    recs = [json.loads(line) for line in f]
+  return [(r['step'], r['loss'], r['nce']) for r in recs if r['stage'] == 'pretrain']
+
+
+def _checkpoint_steps(workdir):
+  d = os.path.join(workdir, 'checkpoints', 'pretrain')
+  if not os.path.isdir(d):
+    return []
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit())
+
+
+def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
+  data_dir = tmp_path / 'data'
+  full = tmp_path / 'full'
+  r = subprocess.run(_cmd(full, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  want = _losses(full)
+  assert len(want) > 20
+
+  killed = tmp_path / 'killed'
+  for kill_after_ckpts in (1, 3):  # kill twice, at different points
+    p = subprocess.Popen(_cmd(killed, data_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+      if len(_checkpoint_steps(killed)) >= kill_after_ckpts:
+        break
+      time.sleep(0.05)
+    assert p.poll() is None, 'the run ended before it could be killed'
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+  assert _checkpoint_steps(killed)
+  r = subprocess.run(_cmd(killed, data_dir), cwd=REPO, capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'resumed from step' in r.stdout
+  got = _losses(killed)
+  assert [s for s, *_ in got] == [s for s, *_ in want]
+  for (s, loss_a, nce_a), (_, loss_b, nce_b) in zip(got, want, strict=True):
+    assert loss_a == pytest.approx(loss_b, abs=1e-6), s
+    assert nce_a == pytest.approx(nce_b, abs=1e-6), s

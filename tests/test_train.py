@@ -1,0 +1,102 @@
+"""The real train_and_evaluate on the tiny demo config: results, resume, NaN guard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import REPO
+
+
+def _tiny_config(tmp_path, **overrides):
+  sys.path.insert(0, str(REPO))
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location('demo', REPO / 'configs' / 'demo.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config('tiny')
+  c.data.data_dir = str(tmp_path.parent / 'shared_data_dir')
+  for key, value in overrides.items():
+    section, _, field = key.rpartition('.')
+    (c[section] if section else c)[field] = value
+  return c
+
+
+@pytest.fixture(scope='module')
+def demo_run(tmp_path_factory):
+  from skeljax import run
+
+  tmp = tmp_path_factory.mktemp('demo')
+  config = _tiny_config(tmp)
+  out = run.train_and_evaluate(config, str(tmp / 'run'))
+  return config, tmp / 'run', out
+
+
+def test_demo_tiny_writes_results_in_the_fixed_schema(demo_run):
+  _, workdir, out = demo_run
+  saved = json.loads((workdir / 'results.json').read_text())
+  assert set(saved) >= {'stages', 'protocol', 'device', 'wall_s'}
+  assert set(saved['stages']) == {'pretrain', 'linear', 'linear_random'}
+  assert saved['stages']['linear']['init'].endswith('encoder')
+  assert saved['stages']['linear_random']['init'] == 'random'
+  for stage in ('linear', 'linear_random'):
+    e = saved['stages'][stage]
+    assert 0.0 <= e['top1'] <= e['top5'] <= 100.0
+    assert e['n_test'] > 0 and e['n_train'] > 0
+    assert os.path.exists(e['confusion_png'])
+  p = saved['protocol']
+  assert set(p) == {'dataset', 'split', 'frames', 'batch_size', 'epochs', 'seed', 'encoder',
+                    'objective'}
+  assert np.isfinite(saved['stages']['pretrain']['final_loss'])
+  assert (workdir / 'results.md').read_text().count('| linear') == 2
+  assert (workdir / 'metrics.jsonl').exists()
+  assert any((workdir / 'tensorboard' / 'pretrain').iterdir())
+  assert (workdir / 'plots' / 'pretrain_curves.png').exists()
+
+
+def test_rerun_skips_finished_stages(demo_run, capsys):
+  from skeljax import run
+
+  config, workdir, out = demo_run
+  again = run.train_and_evaluate(config, str(workdir))
+  assert 'already finished' in capsys.readouterr().out
+  assert again['stages']['linear']['top1'] == out['stages']['linear']['top1']
+
+
+def test_same_seed_same_numbers(demo_run, tmp_path):
+  from skeljax import run
+
+  config, workdir, out = demo_run
+  again = run.train_and_evaluate(config, str(tmp_path / 'again'))
+  assert again['stages']['pretrain']['final_loss'] == out['stages']['pretrain']['final_loss']
+  assert again['stages']['linear']['top1'] == out['stages']['linear']['top1']
+
+
+def test_resume_with_a_changed_config_is_refused(demo_run, tmp_path):
+  from skeljax import run
+  from skeljax.checkpoint import CheckpointMismatch
+
+  config, workdir, _ = demo_run
+  import shutil
+
+  dst = tmp_path / 'copy'
+  shutil.copytree(workdir, dst)
+  os.remove(dst / 'results.json')
+  changed = _tiny_config(tmp_path, **{'mcc.temperature': 0.5})
+  with pytest.raises(CheckpointMismatch, match='temperature'):
+    run.train_and_evaluate(changed, str(dst))
+
+
+def test_non_finite_loss_stops_with_step_and_part(tmp_path):
+  from skeljax import loop, run
+
+  config = _tiny_config(tmp_path, **{'pretrain.lr': 1e30, 'pretrain.optimizer': 'sgd',
+                                     'pretrain.checkpoint_every': 1, 'pretrain.epochs': 3})
+  with pytest.raises(loop.NonFiniteLoss, match=r'non-finite .* at step \d+'):
+    run.train_and_evaluate(config, str(tmp_path / 'nan'))
