@@ -1,0 +1,5 @@
+"""Procedural skeleton actions in the NTU 25-joint layout; importing registers the builder."""
+
+from tfds_builders.synthetic_skeleton.synthetic_skeleton_dataset_builder import SyntheticSkeleton
+
+__all__ = ['SyntheticSkeleton']
