@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = ''
   c.random_reference = True  # also evaluate a random-init encoder under `linear`
   c.objective = 'mcc'  # 'mcc' or 'contrastive' (SkeletonCLR baseline)
+  c.num_processes = 0  # expected JAX processes (hosts); 0 accepts any launch
 
   c.data = _section(
     name='synthetic_skeleton',  # TFDS builder name under tfds_builders/
@@ -135,9 +136,16 @@ def _check(cond: bool, msg: str) -> None:
     raise ConfigError(msg)
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
+             num_processes: int = 1) -> None:
   """Raises ConfigError with one line for the first impossible value."""
   from skeljax import skeleton
+
+  _check(
+    config.num_processes in (0, num_processes),
+    f'config.num_processes={config.num_processes} but {num_processes} processes were launched; '
+    'launch that many or set --config.num_processes=0',
+  )
 
   for s in config.stages:
     _check(s in STAGES, f'unknown stage {s!r}; choose from {", ".join(STAGES)}')

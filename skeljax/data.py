@@ -34,7 +34,7 @@ class DataError(RuntimeError):
 
 def _builder_module(name: str):
   try:
-    return importlib.import_module(f'tfds_builders.{name}')
+    return importlib.import_module(f'tfds_builders.{name}.{name}_dataset_builder')
   except ModuleNotFoundError as e:
     if e.name and e.name.startswith('tfds_builders'):
       raise DataError(f'unknown dataset {name!r}: no tfds_builders/{name}/ builder') from None
@@ -56,7 +56,7 @@ def get_builder(data_cfg) -> tfds.core.DatasetBuilder:
       data_dir=data_dir,
       persons=data_cfg.persons,
     )
-  cls = module.BUILDER_CLASS if hasattr(module, 'BUILDER_CLASS') else _find_builder_class(module)
+  cls = _find_builder_class(module)
   config_names = [c.name for c in (cls.BUILDER_CONFIGS or [])]
   if config_names and data_cfg.config not in config_names:
     raise DataError(
@@ -68,7 +68,8 @@ def get_builder(data_cfg) -> tfds.core.DatasetBuilder:
 
 def _find_builder_class(module):
   for value in vars(module).values():
-    if isinstance(value, type) and issubclass(value, tfds.core.DatasetBuilder):
+    if (isinstance(value, type) and issubclass(value, tfds.core.DatasetBuilder)
+        and value.__module__ == module.__name__):
       return value
   raise DataError(f'{module.__name__} exports no DatasetBuilder')
 

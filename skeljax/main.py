@@ -18,6 +18,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder; default runs/<confi
 _COORDINATOR = flags.DEFINE_string('coordinator', None, 'Multi-host: coordinator host:port.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process index.')
+_HEARTBEAT = flags.DEFINE_integer('heartbeat_timeout', 100,
+                                  'Multi-host: seconds without a heartbeat before the other '
+                                  'processes stop with an error.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False,
                                  'Call jax.distributed.initialize() with the cluster '
                                  'environment JAX detects (TPU pods, SLURM).')
@@ -60,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
   from skeljax.checkpoint import CheckpointMismatch
 
   if _COORDINATOR.value or _DISTRIBUTED.value:
+    # Cross-process collectives on CPU need gloo; GPU and TPU ignore this setting.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT.value)
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   if jax.process_index() == 0:
     print(f'skeljax: writing to {os.path.abspath(workdir)}', flush=True)

@@ -223,7 +223,7 @@ def device_description() -> str:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Runs every stage of `config.stages` in `workdir`; returns the results dict."""
-  config_lib.validate(config, jax.device_count())
+  config_lib.validate(config, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
   writer = jax.process_index() == 0

@@ -1,0 +1,128 @@
+"""One code path on 1, 4 and 8 devices and on 2 processes: same numbers, portable checkpoints."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+BASE = ['--config=configs/demo.py:tiny', '--config.stages=("pretrain","linear")',
+        '--config.pretrain.epochs=2', '--config.pretrain.checkpoint_every=4',
+        '--config.pretrain.log_every=1', '--config.random_reference=False']
+
+
+def _env(devices):
+  e = dict(os.environ)
+  e['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  e['JAX_PLATFORMS'] = 'cpu'
+  return e
+
+
+def _main(workdir, data_dir, devices, *extra, timeout=600):
+  cmd = [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={workdir}',
+         f'--config.data.data_dir={data_dir}', *extra]
+  r = subprocess.run(cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True,
+                     timeout=timeout)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r
+
+
+def _curve(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [(r['step'], r['loss']) for r in map(json.loads, f) if r['stage'] == 'pretrain']
+
+
+def _close(a, b, tol=1e-4):
+  assert [s for s, _ in a] == [s for s, _ in b]
+  for (s, x), (_, y) in zip(a, b, strict=True):
+    assert abs(x - y) <= tol * max(1.0, abs(y)), (s, x, y)
+
+
+def _rewind(workdir, keep_step):
+  """Deletes checkpoints after `keep_step` and the results, as if killed there."""
+  ck = os.path.join(workdir, 'checkpoints', 'pretrain')
+  for name in os.listdir(ck):
+    if name.isdigit() and int(name) > keep_step:
+      shutil.rmtree(os.path.join(ck, name))
+  for name in ('results.json', 'results.md'):
+    if os.path.exists(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+  shutil.rmtree(os.path.join(workdir, 'encoder'), ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_one_and_eight_devices_agree_and_checkpoints_move_between_them(tmp_path):
+  data_dir = tmp_path / 'data'
+  one, eight = tmp_path / 'one', tmp_path / 'eight'
+  _main(one, data_dir, 1)
+  _main(eight, data_dir, 8)
+  _close(_curve(eight), _curve(one))
+  r1 = json.loads((one / 'results.json').read_text())['stages']['linear']['top1']
+  r8 = json.loads((eight / 'results.json').read_text())['stages']['linear']['top1']
+  assert abs(r1 - r8) <= 100.0 / 28 + 1e-6  # at most one test clip may flip
+  # Saved on 8 devices, resumed on 1 and on 4: the curve continues unchanged.
+  for devices in (1, 4):
+    resumed = tmp_path / f'resumed_on_{devices}'
+    shutil.copytree(eight, resumed)
+    _rewind(resumed, 4)
+    r = _main(resumed, data_dir, devices)
+    assert 'resumed from step 4' in r.stdout
+    _close(_curve(resumed), _curve(eight))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_four_devices(tmp_path):
+  data_dir = tmp_path / 'data'
+  single, multi = tmp_path / 'single', tmp_path / 'multi'
+  _main(single, data_dir, 4)  # also prepares the data once
+  port = _free_port()
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={multi}',
+       f'--config.data.data_dir={data_dir}', f'--coordinator=127.0.0.1:{port}',
+       '--num_processes=2', f'--process_id={i}', '--heartbeat_timeout=20'],
+      cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for i in range(2)
+  ]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  # Only process 0 reports.
+  assert 'results:' in outs[0][0] and 'results:' not in outs[1][0]
+  _close(_curve(multi), _curve(single))
+  # A checkpoint written by two processes restores in one.
+  _rewind(multi, 4)
+  r = _main(multi, data_dir, 4)
+  assert 'resumed from step 4' in r.stdout
+  _close(_curve(multi), _curve(single))
+
+
+@pytest.mark.slow
+def test_a_dead_process_stops_the_others_within_the_heartbeat(tmp_path):
+  port = _free_port()
+  cmd = [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={tmp_path / "run"}',
+         f'--config.data.data_dir={tmp_path / "data"}', f'--coordinator=127.0.0.1:{port}',
+         '--num_processes=2', '--heartbeat_timeout=10']
+  survivor = subprocess.Popen([*cmd, '--process_id=0'], cwd=REPO, env=_env(2),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  victim = subprocess.Popen([*cmd, '--process_id=1'], cwd=REPO, env=_env(2),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  import time
+
+  time.sleep(15)  # both joined and started
+  victim.kill()
+  victim.wait()
+  _, err = survivor.communicate(timeout=180)  # bounded: heartbeat 10 s plus shutdown
+  assert survivor.returncode != 0
+  assert 'another task died' in err or 'unhealthy' in err or 'heartbeat' in err.lower()
