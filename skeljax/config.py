@@ -72,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     crop_ratio=(0.5, 1.0),  # anchor window, as a fraction of the valid frames
     speeds=(0.5, 2.0),  # playback speeds for the positive clip
     speed_range=(),  # (lo, hi): log-uniform speeds instead of the set
-    pad_mode='clip',  # window beyond the valid frames: 'clip' or 'edge'
+    pad_mode='clip',  # window past the valid frames: 'clip' (= 'edge', hold) or 'shift' (slide in)
     negative='segment_shuffle',  # 'segment_shuffle', 'reverse' or 'local_shuffle'
     segments=4,  # k segments for segment_shuffle
     local_window=4,  # frames per shuffled block for local_shuffle
@@ -168,6 +168,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
     f'augment.negative {a.negative!r} is not segment_shuffle, reverse or local_shuffle',
   )
   _check(a.segments >= 2, 'augment.segments must be >= 2 (one segment cannot be shuffled)')
+  _check(a.segments <= d.frames, 'augment.segments must be <= data.frames')
+  _check(a.local_window >= 2, 'augment.local_window must be >= 2')
+  _check(a.pad_mode in ('clip', 'edge', 'shift'), 'augment.pad_mode must be clip, edge or shift')
+  _check(0 < a.scale[0] <= a.scale[1], f'augment.scale must satisfy 0 < lo <= hi, got {a.scale}')
+  _check(not a.speed_range or 0 < a.speed_range[0] <= a.speed_range[1],
+         f'augment.speed_range must be () or 0 < lo <= hi, got {a.speed_range}')
   _check(a.interp_drop in ('stride', 'random'), 'augment.interp_drop must be stride or random')
   _check(a.interp_stride >= 2, 'augment.interp_stride must be >= 2')
   _check(0 < a.interp_keep_rate < 1, 'augment.interp_keep_rate must be in (0, 1)')

@@ -1,0 +1,470 @@
+"""Properties of skeljax.augment: resampling, views, spatial transforms, checks."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from skeljax import augment, config, plot_views, skeleton
+
+NTU = skeleton.get_layout('ntu25')
+T = 16  # clip length used throughout
+
+
+def aug_config(**overrides):
+  a = config.base_config().augment
+  for k, v in overrides.items():
+    a[k] = v
+  return a
+
+
+NO_SPATIAL = dict(
+  shear=0.0, rotate=(0.0, 0.0, 0.0), scale=(1.0, 1.0), flip_prob=0.0, noise_std=0.0, centre='none'
+)
+
+
+# Tests share these so each compiles make_views once.
+DEFAULT = dict()
+RANGED = dict(speed_range=(0.7, 1.4), interp_drop='random', negative='local_shuffle')
+EXTRAS = dict(
+  negative='reverse',
+  centre='frame',
+  view_align=True,
+  noise_std=0.05,
+  joint_mask_prob=0.1,
+  axis_mask_prob=0.3,
+)
+
+
+def smooth_batch(seed=0, b=3, m=2, t_max=60, layout=NTU, n=(60, 31, 9)):
+  """Smooth motion like real skeletons; zero after n; person 1 absent in sample 0."""
+  rng = np.random.default_rng(seed)
+  v, c = layout.num_joints, layout.num_channels
+  t = np.arange(t_max)[None, None, :, None, None]
+  pose = rng.normal(size=(b, m, 1, v, c))
+  amp = 0.05 * rng.normal(size=(b, m, 1, v, c))
+  phase = rng.uniform(0, 2 * np.pi, size=(b, m, 1, v, c))
+  x = pose + amp * np.sin(0.2 * t + phase)
+  x = np.where(t < np.asarray(n)[:, None, None, None, None], x, 0.0)
+  x[0, 1] = 0.0
+  return x.astype(np.float32), np.asarray(n, np.int32)
+
+
+def linear_clip(seed, m, t, v, c, slope=0.05):
+  """x[:, t] = a + b * t, and (a, b)."""
+  rng = np.random.default_rng(seed)
+  a = rng.normal(size=(m, 1, v, c))
+  b = slope * rng.normal(size=(m, 1, v, c))
+  return (a + b * np.arange(t)[None, :, None, None]).astype(np.float32), a, b
+
+
+def views_fn(aug, layout=NTU, frames=T, **flags):
+  """The jitted make_views, cached so tests with equal settings share one compile."""
+  return _views_fn(augment.AugParams.from_config(aug), layout, frames, tuple(sorted(flags.items())))
+
+
+@functools.cache
+def _views_fn(params, layout, frames, flags):
+  return jax.jit(
+    functools.partial(augment.make_views, aug=params, layout=layout, frames=frames, **dict(flags))
+  )
+
+
+# ---------------------------------------------------------------- resampling
+
+
+def test_resample_speed1_full_range_is_identity_eager_and_jit():
+  x = np.random.default_rng(0).normal(size=(2, 45, 4, 3)).astype(np.float32)
+  jitted = jax.jit(augment.resample, static_argnums=(4,))
+  for n in (1, 30, 41, 45):
+    want = x[:, :n]
+    np.testing.assert_array_equal(augment.resample(x, n, 0.0, n, n), want)
+    np.testing.assert_array_equal(jitted(x, n, 0.0, float(n), n), want)
+
+
+def test_resample_linear_sequence_exact_at_any_speed():
+  n = 80
+  x, a, b = linear_clip(1, 2, n + 10, 3, 3)
+  x[:, n:] = 1e6  # padding is never read
+  windows = [(40 - 10 * s, 20 * s) for s in (0.25, 0.5, 0.9, 1.0, 2.0, 3.3)]
+  windows += [(10.3, 0.4), (0.0, float(n)), (5.5, 70.0)]
+  for start, length in windows:
+    out = np.asarray(augment.resample(x, n, start, length, T))
+    pos = start + (np.arange(T) + 0.5) * length / T - 0.5
+    assert pos.min() >= 0 and pos.max() <= n - 1
+    np.testing.assert_allclose(out, a + b * pos[None, :, None, None], atol=1e-5)
+
+
+def test_resample_clip_holds_edges_and_shift_slides_window():
+  n = 30
+  x, a, b = linear_clip(2, 1, 40, 2, 3)
+  start, length = -12.0, n + 24.0
+  pos = np.clip(start + (np.arange(T) + 0.5) * length / T - 0.5, 0, n - 1)
+  out = augment.resample(x, n, start, length, T, 'clip')
+  np.testing.assert_allclose(out, a + b * pos[None, :, None, None], atol=1e-5)
+  np.testing.assert_array_equal(out, augment.resample(x, n, start, length, T, 'edge'))
+  # 'shift' keeps the length (speed) and slides the window inside [0, n).
+  np.testing.assert_array_equal(
+    augment.resample(x, n, n - 4.0, 10.0, T, 'shift'), augment.resample(x, n, n - 10.0, 10.0, T)
+  )
+  np.testing.assert_array_equal(
+    augment.resample(x, n, -3.0, 10.0, T, 'shift'), augment.resample(x, n, 0.0, 10.0, T)
+  )
+
+
+def test_resample_rejects_bad_input():
+  x = np.zeros((2, 10, 4, 3), np.float32)
+  with pytest.raises(ValueError, match='pad_mode'):
+    augment.resample(x, 5, 0, 5, 4, pad_mode='wrap')
+  with pytest.raises(ValueError, match=r'\[M, T, V, C\]'):
+    augment.resample(x[0], 5, 0, 5, 4)
+
+
+# ---------------------------------------------------------------- motion-broken order
+
+
+@pytest.mark.parametrize('method', augment.NEGATIVES)
+@pytest.mark.parametrize('t', [4, 7, 16])
+def test_broken_order_is_a_non_identity_permutation(method, t):
+  keys = jax.random.split(jax.random.key(t), 300)
+  orders = np.asarray(jax.vmap(lambda k: augment.broken_order(k, t, method, 4, 3))(keys))
+  np.testing.assert_array_equal(np.sort(orders, axis=1), np.tile(np.arange(t), (300, 1)))
+  assert not (orders == np.arange(t)).all(axis=1).any()
+  if method == 'local_shuffle':  # frames never leave their block
+    np.testing.assert_array_equal(orders // 3, np.tile(np.arange(t) // 3, (300, 1)))
+
+
+def test_segment_shuffle_uniform_over_non_identity_permutations():
+  keys = jax.random.split(jax.random.key(0), 1200)
+  orders = np.asarray(jax.vmap(lambda k: augment.segment_shuffle_order(k, 9, 3))(keys))
+  segments = {tuple(o[::3] // 3) for o in orders}
+  expected = set(itertools.permutations(range(3))) - {(0, 1, 2)}
+  assert segments == expected
+  counts = np.unique([tuple(o[::3] // 3) for o in orders], axis=0, return_counts=True)[1]
+  assert counts.min() > 150  # 240 expected each
+  # Segments move whole: consecutive frames inside a segment stay consecutive.
+  assert (np.diff(orders.reshape(-1, 3, 3), axis=2) == 1).all()
+
+
+def test_segment_shuffle_needs_enough_frames():
+  with pytest.raises(ValueError, match='segments'):
+    augment.segment_shuffle_order(jax.random.key(0), 3, 4)
+
+
+# ---------------------------------------------------------------- interpolation inputs
+
+
+@pytest.mark.parametrize(
+  'drop,stride', [('stride', 2), ('stride', 3), ('stride', 5), ('random', 2)]
+)
+def test_interpolation_reconstructs_linear_motion(drop, stride):
+  clip, _, _ = linear_clip(3, 2, 17, 25, 3)
+  for seed in range(3):
+    sparse, dropped = augment.interpolation_input(
+      jax.random.key(seed), clip, drop=drop, stride=stride, keep_rate=0.4
+    )
+    dropped = np.asarray(dropped)
+    assert dropped[0] == 0 and dropped[-1] == 0
+    kept = dropped == 0
+    np.testing.assert_array_equal(np.asarray(sparse)[:, kept], clip[:, kept])
+    np.testing.assert_allclose(sparse, clip, atol=1e-5)
+    if drop == 'stride':
+      t = np.arange(17)
+      np.testing.assert_array_equal(dropped, ((t % stride != 0) & (t != 16)).astype(np.float32))
+
+
+def test_interpolation_zero_fill_and_bad_mode():
+  clip, _, _ = linear_clip(4, 1, 9, 3, 3)
+  sparse, dropped = augment.interpolation_input(None, clip, drop='stride', stride=2, fill='zero')
+  dropped = np.asarray(dropped) > 0
+  assert dropped.any()
+  assert (np.asarray(sparse)[:, dropped] == 0).all()
+  np.testing.assert_array_equal(np.asarray(sparse)[:, ~dropped], clip[:, ~dropped])
+  with pytest.raises(ValueError, match='interp_fill'):
+    augment.interpolation_input(None, clip, fill='cubic')
+
+
+# ---------------------------------------------------------------- spatial
+
+
+@pytest.mark.parametrize('name', sorted(skeleton.LAYOUTS))
+def test_flip_twice_is_identity_and_mirrors_x(name):
+  layout = skeleton.get_layout(name)
+  x = np.random.default_rng(5).normal(size=(2, 3, layout.num_joints, layout.num_channels))
+  x = x.astype(np.float32)
+  once = np.asarray(augment.flip(x, layout))
+  np.testing.assert_array_equal(augment.flip(once, layout), x)
+  perm = np.asarray(layout.flip)
+  np.testing.assert_array_equal(once[..., 0], -x[..., perm, 0])
+  np.testing.assert_array_equal(once[..., 1:], x[..., perm, 1:])
+  assert (perm != np.arange(layout.num_joints)).any()
+
+
+def test_spatial_augment_off_is_identity_and_rotation_keeps_bone_lengths():
+  x, _ = smooth_batch()
+  clip = x[1]
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(
+    augment.spatial_augment(key, clip, aug=aug_config(**NO_SPATIAL), layout=NTU), clip
+  )
+  rotate_only = aug_config(**{**NO_SPATIAL, 'rotate': (0.5, 0.5, 0.5), 'flip_prob': 0.5})
+  bones = np.asarray(NTU.bones)
+  length = lambda c: np.linalg.norm(c[..., bones[:, 0], :] - c[..., bones[:, 1], :], axis=-1)
+  for seed in range(4):
+    out = np.asarray(
+      augment.spatial_augment(jax.random.key(seed), clip, aug=rotate_only, layout=NTU)
+    )
+    assert not np.allclose(out, clip)
+    np.testing.assert_allclose(np.sort(length(out), -1), np.sort(length(clip), -1), atol=1e-5)
+
+
+def test_joint_and_axis_masking():
+  clip = smooth_batch()[0][1]
+  key = jax.random.key(1)
+  assert (np.asarray(augment.joint_mask(key, clip, 1.0, 3)) == 0).all()
+  np.testing.assert_array_equal(augment.joint_mask(key, clip, 0.0, 3), clip)
+  out = np.asarray(augment.axis_mask(key, clip, 1.0, 3))
+  zeroed = [(out[..., c] == 0).all() for c in range(3)]
+  assert sum(zeroed) == 1
+  np.testing.assert_array_equal(out[..., ~np.asarray(zeroed)], clip[..., ~np.asarray(zeroed)])
+
+
+def test_openpose_confidence_channel_untouched():
+  layout = skeleton.get_layout('openpose18')
+  x, n = smooth_batch(layout=layout)
+  present = np.any(x != 0, axis=-1)
+  x[..., 2] = np.where(present, 0.7, 0.0)  # constant confidence: interpolation keeps it
+  full = dict(noise_std=0.01, shear=0.5, scale=(0.8, 1.2), joint_mask_prob=0.2, axis_mask_prob=1)
+  views = views_fn(aug_config(flip_prob=0.5, **full), layout=layout)(jax.random.key(2), x, n)
+  for name in ('anchor', 'positive', 'negative'):
+    conf = np.asarray(views[name])[..., 2]
+    assert set(np.unique(conf)) <= {0.0, np.float32(0.7)}
+    np.testing.assert_array_equal(conf[1:], np.float32(0.7))  # samples with both persons
+  # A flip moves confidence with its joint and changes nothing else in it.
+  clip = np.random.default_rng(0).uniform(0.1, 1, size=(2, 5, 18, 3)).astype(np.float32)
+  out = augment.spatial_augment(
+    jax.random.key(0), clip, aug=aug_config(flip_prob=1.0, **full), layout=layout
+  )
+  np.testing.assert_array_equal(np.asarray(out)[..., 2], clip[..., np.asarray(layout.flip), 2])
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+def test_normalise_centres_and_aligns():
+  x, n = smooth_batch()
+  clip = x[1][:, :20]
+  c = NTU.center
+  out = np.asarray(augment.normalise(clip, layout=NTU, centre='clip'))
+  np.testing.assert_array_equal(out[0, 0, c], 0)
+  np.testing.assert_allclose(out, clip - clip[0, 0, c], atol=1e-6)
+  out = np.asarray(augment.normalise(clip, layout=NTU, centre='frame'))
+  np.testing.assert_array_equal(out[0, :, c], 0)
+  out = np.asarray(augment.normalise(clip, layout=NTU, centre='clip', view_align=True))
+  left, right = NTU.shoulders
+  v = out[0, 0, right] - out[0, 0, left]
+  assert abs(v[2]) < 1e-6 and v[0] > 0
+  op = skeleton.get_layout('openpose18')
+  x2 = smooth_batch(layout=op)[0][1]
+  out = np.asarray(augment.normalise(x2, layout=op, view_align=True))
+  v = out[0, 0, op.shoulders[1], :2] - out[0, 0, op.shoulders[0], :2]
+  assert abs(v[1]) < 1e-6 and v[0] > 0
+  np.testing.assert_array_equal(out[..., 2], x2[..., 2])
+
+
+def test_normalise_keeps_padding_and_absent_persons_zero():
+  x, n = smooth_batch()
+  out = np.asarray(augment.normalise(x[1], layout=NTU, n=n[1], view_align=True))
+  assert (out[:, n[1] :] == 0).all()
+  out = np.asarray(augment.normalise(x[0], layout=NTU, centre='frame'))
+  assert (out[1] == 0).all() and (out[0] != 0).any()
+
+
+# ---------------------------------------------------------------- make_views
+
+
+def test_make_views_shapes_flags_and_speeds():
+  x, n = smooth_batch()
+  b, m, _, v, c = x.shape
+  out = views_fn(aug_config())(jax.random.key(0), x, n)
+  assert set(out) == {
+    'anchor',
+    'positive',
+    'negative',
+    'interp_input',
+    'interp_target',
+    'interp_mask',
+    'speed',
+  }
+  for k in ('anchor', 'positive', 'negative', 'interp_input', 'interp_target'):
+    assert out[k].shape == (b, m, T, v, c) and out[k].dtype == jnp.float32
+  assert out['interp_mask'].shape == (b, T) and out['speed'].shape == (b,)
+  assert set(np.asarray(out['speed']).tolist()) <= {0.5, 2.0}
+  base = views_fn(aug_config(), speed_positive=False, broken_negative=False, interpolation=False)(
+    jax.random.key(0), x, n
+  )
+  assert set(base) == {'anchor', 'positive', 'speed'}
+  np.testing.assert_array_equal(base['speed'], 1.0)
+  ranged = views_fn(aug_config(**RANGED))(jax.random.key(0), x, n)
+  s = np.asarray(ranged['speed'])
+  assert (s >= 0.7).all() and (s <= 1.4).all() and len(np.unique(s)) == len(s)
+
+
+def test_negative_is_a_non_identity_permutation_of_the_anchor_frames():
+  x, n = smooth_batch()
+  for settings in (DEFAULT, RANGED, EXTRAS):  # segment_shuffle, local_shuffle, reverse
+    negative = aug_config(**settings).negative
+    out = views_fn(aug_config(**settings))(jax.random.key(1), x, n)
+    anchor, neg = np.asarray(out['anchor']), np.asarray(out['negative'])
+    for i in range(x.shape[0]):
+      a = anchor[i].transpose(1, 0, 2, 3).reshape(T, -1)
+      g = neg[i].transpose(1, 0, 2, 3).reshape(T, -1)
+      same = (g[:, None, :] == a[None, :, :]).all(-1)  # [T neg, T anchor]
+      assert (same.sum(1) == 1).all() and (same.sum(0) == 1).all(), negative
+      assert (same.argmax(1) != np.arange(T)).any(), negative
+      np.testing.assert_array_equal(np.sort(g, axis=0), np.sort(a, axis=0))
+
+
+def test_interp_views_come_from_the_anchor():
+  x, n = smooth_batch()
+  for settings in (DEFAULT, RANGED):  # stride, random
+    out = views_fn(aug_config(**settings))(jax.random.key(2), x, n)
+    np.testing.assert_array_equal(out['interp_target'], out['anchor'])
+    mask = np.asarray(out['interp_mask'])
+    assert (mask[:, 0] == 0).all() and (mask[:, -1] == 0).all() and mask.any()
+    kept = np.asarray(out['interp_input']).transpose(0, 2, 1, 3, 4)[mask == 0]
+    np.testing.assert_array_equal(
+      kept, np.asarray(out['anchor']).transpose(0, 2, 1, 3, 4)[mask == 0]
+    )
+
+
+def test_positive_has_same_centre_and_speed_times_the_anchor_rate():
+  n = 300
+  x, a, b = linear_clip(6, 1, n, 25, 3, slope=0.01)
+  x = np.tile(x[None], (8, 1, 1, 1, 1))
+  aug = aug_config(crop_ratio=(0.2, 0.3), speeds=(0.5, 2.0), **NO_SPATIAL)
+  out = views_fn(aug, broken_negative=False, interpolation=False)(
+    jax.random.key(3), x, np.full(8, n)
+  )
+  anchor, positive, speed = map(np.asarray, (out['anchor'], out['positive'], out['speed']))
+  mid = lambda v: 0.5 * (v[:, :, T // 2 - 1] + v[:, :, T // 2])
+  np.testing.assert_allclose(mid(positive), mid(anchor), atol=1e-4)
+  rate = lambda v: v[:, :, T // 2] - v[:, :, T // 2 - 1]
+  np.testing.assert_allclose(rate(positive), speed[:, None, None, None] * rate(anchor), atol=1e-5)
+  assert set(speed.tolist()) == {0.5, 2.0}
+
+
+def test_same_key_same_views_different_keys_differ():
+  x, n = smooth_batch()
+  fn = views_fn(aug_config())
+  one, again, other = (fn(jax.random.key(k), x, n) for k in (7, 7, 8))
+  for k in one:
+    np.testing.assert_array_equal(one[k], again[k])
+  assert not np.array_equal(one['anchor'], other['anchor'])
+  assert not np.array_equal(one['positive'], other['positive'])
+  assert not np.array_equal(one['anchor'][0], one['anchor'][1])  # per-sample keys
+
+
+def test_jit_matches_eager():
+  # Eager = one sample through the per-sample pipeline op by op; jit = the vmapped batch.
+  x, n = smooth_batch()
+  aug = aug_config(**EXTRAS)
+  key = jax.random.key(4)
+  jitted = views_fn(aug)(key, x, n)
+  i = 1
+  eager = augment._sample_views(
+    jax.random.split(key, x.shape[0])[i],
+    x[i],
+    n[i],
+    p=augment.AugParams.from_config(aug),
+    layout=NTU,
+    frames=T,
+    speed_positive=True,
+    broken_negative=True,
+    interpolation=True,
+  )
+  for k in eager:
+    np.testing.assert_allclose(eager[k], jitted[k][i], atol=1e-6, rtol=0, err_msg=k)
+
+
+@pytest.mark.slow
+def test_jit_matches_eager_whole_batch():
+  x, n = smooth_batch()
+  key = jax.random.key(4)
+  eager = augment.make_views(key, x, n, aug=aug_config(), layout=NTU, frames=T)
+  jitted = views_fn(aug_config())(key, x, n)
+  for k in eager:
+    np.testing.assert_allclose(eager[k], jitted[k], atol=1e-6, rtol=0, err_msg=k)
+
+
+def test_padding_is_never_read_and_absent_persons_stay_zero():
+  x, n = smooth_batch()
+  garbage = x.copy()
+  t = np.arange(x.shape[2])[None, None, :, None, None]
+  garbage = np.where(t >= n[:, None, None, None, None], 1e3, garbage).astype(np.float32)
+  garbage[0, 1] = 0.0  # an absent person stays all-zero
+  fn = views_fn(aug_config(**EXTRAS))
+  clean, dirty = fn(jax.random.key(5), x, n), fn(jax.random.key(5), garbage, n)
+  for k in clean:
+    np.testing.assert_array_equal(clean[k], dirty[k])
+  for k in ('anchor', 'positive', 'negative', 'interp_input', 'interp_target'):
+    assert (np.asarray(clean[k])[0, 1] == 0).all(), k
+    assert (np.asarray(clean[k])[0, 0] != 0).any(), k
+
+
+def test_eval_clip_is_deterministic_normalised_resampling():
+  x, n = smooth_batch(n=(16, 40, 60))
+  aug = aug_config()
+  fn = jax.jit(functools.partial(augment.eval_clip, aug=aug, layout=NTU, frames=T))
+  out = np.asarray(fn(x, n))
+  assert out.shape == (3, 2, T, 25, 3)
+  np.testing.assert_array_equal(out, fn(x, n))
+  # n == T: the whole range at speed 1 is the clip itself, only normalised.
+  np.testing.assert_array_equal(out[0], augment.normalise(x[0, :, :T], layout=NTU))
+
+
+@pytest.mark.parametrize(
+  'shape,match',
+  [
+    ((3, 2, 60, 20, 3), 'joints'),
+    ((3, 2, 60, 25, 2), 'channels'),
+    ((2, 60, 25, 3), r'\[B, M, T, V, C\]'),
+  ],
+)
+def test_bad_input_raises_at_trace_time(shape, match):
+  fn = views_fn(aug_config())
+  with pytest.raises(ValueError, match=match):
+    fn(jax.random.key(0), jnp.zeros(shape), jnp.full(shape[:1], 10))
+  with pytest.raises(ValueError, match=match):
+    jax.jit(functools.partial(augment.eval_clip, aug=aug_config(), layout=NTU, frames=T))(
+      jnp.zeros(shape), jnp.full(shape[:1], 10)
+    )
+
+
+def test_bad_config_and_n_raise():
+  x, n = smooth_batch()
+  with pytest.raises(ValueError, match='pad_mode'):
+    augment.make_views(
+      jax.random.key(0), x, n, aug=aug_config(pad_mode='wrap'), layout=NTU, frames=T
+    )
+  with pytest.raises(ValueError, match='n must be'):
+    augment.make_views(jax.random.key(0), x, n[:2], aug=aug_config(), layout=NTU, frames=T)
+  with pytest.raises(ValueError, match='segments'):
+    augment.make_views(jax.random.key(0), x, n, aug=aug_config(segments=20), layout=NTU, frames=T)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_render_views_writes_png(tmp_path):
+  x, n = smooth_batch()
+  views = views_fn(aug_config())(jax.random.key(0), x, n)
+  path = plot_views.render_views(views, 'ntu25', tmp_path / 'sub' / 'views.png', every=4)
+  data = (tmp_path / 'sub' / 'views.png').read_bytes()
+  assert str(path).endswith('views.png')
+  assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 10_000
+  with pytest.raises(ValueError, match='joints'):
+    plot_views.render_views({'a': np.zeros((1, 4, 20, 3))}, 'ntu25', tmp_path / 'x.png')
