@@ -13,8 +13,14 @@ import jax
 import orbax.checkpoint as ocp
 
 # Sections and fields that change a stage's trajectory; a resume must match them.
-_IGNORED = {'log_every', 'checkpoint_every', 'keep_checkpoints', 'num_workers', 'data_dir',
-            'manual_dir'}
+_IGNORED = {
+  'log_every',
+  'checkpoint_every',
+  'keep_checkpoints',
+  'num_workers',
+  'data_dir',
+  'manual_dir',
+}
 
 
 class CheckpointMismatch(RuntimeError):
@@ -40,9 +46,7 @@ def _diff(a, b, prefix=''):
 
 
 def abstract_with_sharding(abstract, sharding):
-  return jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract
-  )
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
 
 
 class StageCheckpoints:
@@ -53,8 +57,9 @@ class StageCheckpoints:
     self.fingerprint = fingerprint_
     self.manager = ocp.CheckpointManager(
       self.directory,
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=True),
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=True
+      ),
     )
 
   def latest_step(self) -> int | None:
@@ -96,8 +101,13 @@ def save_encoder(directory: str, variables, meta: dict) -> None:
   """Exports encoder variables ({'params', 'batch_stats'}) with a JSON description."""
   directory = os.path.abspath(directory)
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as m:
-    m.save(0, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
-                                      meta=ocp.args.JsonSave(meta)), force=True)
+    m.save(
+      0,
+      args=ocp.args.Composite(
+        variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)
+      ),
+      force=True,
+    )
     m.wait_until_finished()
 
 
@@ -112,6 +122,10 @@ def load_encoder(directory: str, abstract_variables):
     step = m.latest_step()
     if step is None:
       raise FileNotFoundError(f'no exported encoder in {directory}')
-    out = m.restore(step, args=ocp.args.Composite(
-      variables=ocp.args.StandardRestore(abstract_variables), meta=ocp.args.JsonRestore()))
+    out = m.restore(
+      step,
+      args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(abstract_variables), meta=ocp.args.JsonRestore()
+      ),
+    )
   return out['variables'], out['meta']

@@ -136,8 +136,9 @@ def _check(cond: bool, msg: str) -> None:
     raise ConfigError(msg)
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
-             num_processes: int = 1) -> None:
+def validate(
+  config: ml_collections.ConfigDict, num_devices: int = 1, num_processes: int = 1
+) -> None:
   """Raises ConfigError with one line for the first impossible value."""
   from skeljax import skeleton
 
@@ -160,7 +161,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   _check(d.persons >= 1, 'data.persons must be >= 1')
   a = config.augment
   lo, hi = a.crop_ratio
-  _check(0 < lo <= hi <= 1, f'augment.crop_ratio must satisfy 0 < lo <= hi <= 1, got {a.crop_ratio}')
+  _check(
+    0 < lo <= hi <= 1, f'augment.crop_ratio must satisfy 0 < lo <= hi <= 1, got {a.crop_ratio}'
+  )
   _check(all(s > 0 for s in a.speeds), 'augment.speeds must be positive')
   _check(len(a.speed_range) in (0, 2), 'augment.speed_range must be () or (lo, hi)')
   _check(
@@ -172,14 +175,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   _check(a.local_window >= 2, 'augment.local_window must be >= 2')
   _check(a.pad_mode in ('clip', 'edge', 'shift'), 'augment.pad_mode must be clip, edge or shift')
   _check(0 < a.scale[0] <= a.scale[1], f'augment.scale must satisfy 0 < lo <= hi, got {a.scale}')
-  _check(not a.speed_range or 0 < a.speed_range[0] <= a.speed_range[1],
-         f'augment.speed_range must be () or 0 < lo <= hi, got {a.speed_range}')
+  _check(
+    not a.speed_range or 0 < a.speed_range[0] <= a.speed_range[1],
+    f'augment.speed_range must be () or 0 < lo <= hi, got {a.speed_range}',
+  )
   _check(a.interp_drop in ('stride', 'random'), 'augment.interp_drop must be stride or random')
   _check(a.interp_stride >= 2, 'augment.interp_stride must be >= 2')
   _check(0 < a.interp_keep_rate < 1, 'augment.interp_keep_rate must be in (0, 1)')
   _check(a.interp_fill in ('linear', 'zero'), 'augment.interp_fill must be linear or zero')
   _check(a.centre in ('clip', 'frame', 'none'), 'augment.centre must be clip, frame or none')
-  _check(config.model.name in ('stgcn', 'transformer', 'gru'), 'model.name: stgcn, transformer or gru')
+  _check(
+    config.model.name in ('stgcn', 'transformer', 'gru'), 'model.name: stgcn, transformer or gru'
+  )
   _check(config.model.size in ('small', 'base'), 'model.size must be small or base')
   m = config.mcc
   _check(m.queue_size > 0, 'mcc.queue_size must be positive')
@@ -196,7 +203,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
     )
     _check(sec.lr > 0, f'{name}.lr must be positive')
     _check(sec.optimizer in ('sgd', 'adamw'), f'{name}.optimizer must be sgd or adamw')
-    _check(sec.schedule in ('cosine', 'step', 'constant'), f'{name}.schedule: cosine, step or constant')
+    _check(
+      sec.schedule in ('cosine', 'step', 'constant'), f'{name}.schedule: cosine, step or constant'
+    )
   _check(
     config.mcc.queue_size % config.pretrain.batch_size == 0,
     f'mcc.queue_size={config.mcc.queue_size} must be a multiple of '

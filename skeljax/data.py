@@ -68,8 +68,11 @@ def get_builder(data_cfg) -> tfds.core.DatasetBuilder:
 
 def _find_builder_class(module):
   for value in vars(module).values():
-    if (isinstance(value, type) and issubclass(value, tfds.core.DatasetBuilder)
-        and value.__module__ == module.__name__):
+    if (
+      isinstance(value, type)
+      and issubclass(value, tfds.core.DatasetBuilder)
+      and value.__module__ == module.__name__
+    ):
       return value
   raise DataError(f'{module.__name__} exports no DatasetBuilder')
 
@@ -92,8 +95,11 @@ def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:
         f'data.manual_dir={data_cfg.manual_dir!r} is not a folder. {instructions}'
       )
   if is_writer:
-    print(f'Preparing {builder.name}/{builder.builder_config.name if builder.builder_config else ""}'
-          f' into {builder.data_dir} (once) ...', flush=True)
+    print(
+      f'Preparing {builder.name}/{builder.builder_config.name if builder.builder_config else ""}'
+      f' into {builder.data_dir} (once) ...',
+      flush=True,
+    )
     builder.download_and_prepare(
       file_format='array_record',
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
@@ -210,8 +216,9 @@ def train_batches(
     return _stack([split.preprocess(split.source[lookup(order[first + j])]) for j in range(local)])
 
   steps = grain.MapDataset.range(start_step, num_steps).map(load_step)
-  return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                                      prefetch_buffer_size=4)))
+  return iter(
+    steps.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))
+  )
 
 
 def eval_batches(split: Split, batch_size: int, indices: np.ndarray | None = None):
@@ -228,8 +235,15 @@ def eval_batches(split: Split, batch_size: int, indices: np.ndarray | None = Non
     valid[: len(chunk)] = True
     samples = [split.preprocess(split.source[int(i)]) for i in chunk]
     pad = {
-      'x': np.zeros((split.preprocess.persons, split.preprocess.max_frames,
-                     split.preprocess.num_joints, split.preprocess.num_channels), np.float32),
+      'x': np.zeros(
+        (
+          split.preprocess.persons,
+          split.preprocess.max_frames,
+          split.preprocess.num_joints,
+          split.preprocess.num_channels,
+        ),
+        np.float32,
+      ),
       'n': np.int32(1),
       'label': np.int32(0),
     }

@@ -40,8 +40,9 @@ class EvalError(RuntimeError):
 
 
 def build_encoder(config):
-  return models.build_encoder(config.model, skeleton.get_layout(config.data.layout),
-                              config.data.frames)
+  return models.build_encoder(
+    config.model, skeleton.get_layout(config.data.layout), config.data.frames
+  )
 
 
 def random_encoder_variables(config, seed_offset: int = 0):
@@ -50,8 +51,9 @@ def random_encoder_variables(config, seed_offset: int = 0):
   encoder = build_encoder(config)
   x, n = sample_input(config)
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + seed_offset)
-  return jax.jit(functools.partial(encoder.init, train=False))({'params': rng, 'dropout': rng},
-                                                               x, n)
+  return jax.jit(functools.partial(encoder.init, train=False))(
+    {'params': rng, 'dropout': rng}, x, n
+  )
 
 
 def resolve_init(config, workdir: str) -> str:
@@ -62,15 +64,19 @@ def resolve_init(config, workdir: str) -> str:
   if src == '':
     path = os.path.join(workdir, 'encoder')
     if not ckpt_lib.encoder_exists(path):
-      raise EvalError(f'no pretrained encoder in {path}: run the pretrain stage first, '
-                      'or set --config.init_from=random or a workdir / checkpoint path')
+      raise EvalError(
+        f'no pretrained encoder in {path}: run the pretrain stage first, '
+        'or set --config.init_from=random or a workdir / checkpoint path'
+      )
     return path
   src = os.path.abspath(os.path.expanduser(src))
   for path in (os.path.join(src, 'encoder'), src):
     if ckpt_lib.encoder_exists(path):
       return path
-  raise EvalError(f'init_from={config.init_from!r} holds no exported encoder '
-                  '(expected <workdir>/encoder from a pretrain stage)')
+  raise EvalError(
+    f'init_from={config.init_from!r} holds no exported encoder '
+    '(expected <workdir>/encoder from a pretrain stage)'
+  )
 
 
 def encoder_variables(config, init: str):
@@ -82,11 +88,14 @@ def encoder_variables(config, init: str):
   try:
     restored, meta = ckpt_lib.load_encoder(init, abstract)
   except (ValueError, KeyError) as e:
-    raise EvalError(f'the encoder in {init} does not fit model.{config.model.name}/'
-                    f'{config.model.size} on layout {config.data.layout}: {e}') from None
+    raise EvalError(
+      f'the encoder in {init} does not fit model.{config.model.name}/'
+      f'{config.model.size} on layout {config.data.layout}: {e}'
+    ) from None
   if meta.get('layout') not in (None, config.data.layout):
-    raise EvalError(f'encoder in {init} was trained on layout {meta["layout"]}, '
-                    f'not {config.data.layout}')
+    raise EvalError(
+      f'encoder in {init} was trained on layout {meta["layout"]}, not {config.data.layout}'
+    )
   return restored
 
 
@@ -103,9 +112,15 @@ def make_feature_fn(config, mesh):
     pooled, _ = encoder.apply(variables, clips, full, train=False)
     return pooled
 
-  return jax.jit(features, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh),
-                                         mesh_lib.batch_sharded(mesh)),
-                 out_shardings=mesh_lib.batch_sharded(mesh))
+  return jax.jit(
+    features,
+    in_shardings=(
+      mesh_lib.replicated(mesh),
+      mesh_lib.batch_sharded(mesh),
+      mesh_lib.batch_sharded(mesh),
+    ),
+    out_shardings=mesh_lib.batch_sharded(mesh),
+  )
 
 
 def extract(config, mesh, variables, split: data.Split, indices=None):
@@ -199,7 +214,8 @@ def fit_linear(train_f, train_y, num_classes: int, sec, seed: int):
     return (p, o), None
 
   (params, _), _ = jax.jit(lambda c: jax.lax.scan(epoch, c, jnp.arange(sec.epochs)))(
-    (params, opt_state))
+    (params, opt_state)
+  )
   return clf, params
 
 
@@ -216,8 +232,10 @@ class SupervisedState:
 
 
 def _trainable_labels(params, frozen_encoder: bool):
-  return {k: jax.tree.map(lambda _: 'frozen' if (frozen_encoder and k == 'encoder') else 'train',
-                          v) for k, v in params.items()}
+  def label(name):
+    return 'frozen' if (frozen_encoder and name == 'encoder') else 'train'
+
+  return {k: jax.tree.map(lambda _, tag=label(k): tag, v) for k, v in params.items()}
 
 
 def make_supervised_tx(sec, steps_per_epoch, total, params, frozen_encoder: bool):
@@ -231,12 +249,21 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
   rng = jax.random.fold_in(state.rng, state.step)
   k_view, k_drop = jax.random.split(rng)
   if augmented:
-    clips = augment.make_views(k_view, batch['x'], batch['n'], aug=config.augment, layout=layout,
-                               frames=config.data.frames, speed_positive=False,
-                               broken_negative=False, interpolation=False)['anchor']
+    clips = augment.make_views(
+      k_view,
+      batch['x'],
+      batch['n'],
+      aug=config.augment,
+      layout=layout,
+      frames=config.data.frames,
+      speed_positive=False,
+      broken_negative=False,
+      interpolation=False,
+    )['anchor']
   else:
-    clips = augment.eval_clip(batch['x'], batch['n'], aug=config.augment, layout=layout,
-                              frames=config.data.frames)
+    clips = augment.eval_clip(
+      batch['x'], batch['n'], aug=config.augment, layout=layout, frames=config.data.frames
+    )
   full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
 
   def loss_fn(params):
@@ -247,8 +274,9 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
       pooled = jax.lax.stop_gradient(pooled)
       bs = state.batch_stats
     else:
-      (pooled, _), upd = encoder.apply(variables, clips, full, train=True,
-                                       mutable=['batch_stats'], rngs={'dropout': k_drop})
+      (pooled, _), upd = encoder.apply(
+        variables, clips, full, train=True, mutable=['batch_stats'], rngs={'dropout': k_drop}
+      )
       bs = upd['batch_stats']
     logits = classifier.apply({'params': params['classifier']}, pooled)
     loss = objectives.cross_entropy(logits, batch['label'])
@@ -257,12 +285,27 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
 
   grads, (bs, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                       batch_stats=bs, opt_state=opt_state), metrics
+  return state.replace(
+    step=state.step + 1,
+    params=optax.apply_updates(state.params, updates),
+    batch_stats=bs,
+    opt_state=opt_state,
+  ), metrics
 
 
-def train_supervised(config, workdir, mesh, stage: str, sec, variables, train: data.Split,
-                     *, frozen_encoder: bool, augmented: bool, indices=None):
+def train_supervised(
+  config,
+  workdir,
+  mesh,
+  stage: str,
+  sec,
+  variables,
+  train: data.Split,
+  *,
+  frozen_encoder: bool,
+  augmented: bool,
+  indices=None,
+):
   """Trains encoder + linear classifier; returns final encoder variables and classifier."""
   encoder = build_encoder(config)
   classifier = heads.LinearClassifier(train.num_classes)
@@ -270,37 +313,67 @@ def train_supervised(config, workdir, mesh, stage: str, sec, variables, train: d
   # A small labelled subset (semi 1%) may hold fewer samples than a batch.
   batch_size = min(sec.batch_size, n - n % jax.device_count())
   if batch_size <= 0:
-    raise EvalError(f'{stage}: {n} training samples cannot fill one batch on '
-                    f'{jax.device_count()} devices')
+    raise EvalError(
+      f'{stage}: {n} training samples cannot fill one batch on {jax.device_count()} devices'
+    )
   steps_per_epoch = n // batch_size
   total = steps_per_epoch * sec.epochs
   pooled_dim = jax.eval_shape(
-    lambda v, x, m: encoder.apply(v, x, m, train=False)[0], variables,
-    *_sample(config))
+    lambda v, x, m: encoder.apply(v, x, m, train=False)[0], variables, *_sample(config)
+  )
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(stage.encode()) % (2**31))
-  params = {'encoder': variables['params'],
-            'classifier': classifier.init(rng, jnp.zeros(pooled_dim.shape))['params']}
+  params = {
+    'encoder': variables['params'],
+    'classifier': classifier.init(rng, jnp.zeros(pooled_dim.shape))['params'],
+  }
   tx, lr = make_supervised_tx(sec, steps_per_epoch, total, params, frozen_encoder)
   rep = mesh_lib.replicated(mesh)
-  state = jax.jit(lambda p, bs: SupervisedState(step=jnp.zeros((), jnp.int32), params=p,
-                                                batch_stats=bs, opt_state=tx.init(p), rng=rng),
-                  out_shardings=rep)(params, variables.get('batch_stats', {}))
+  state = jax.jit(
+    lambda p, bs: SupervisedState(
+      step=jnp.zeros((), jnp.int32), params=p, batch_stats=bs, opt_state=tx.init(p), rng=rng
+    ),
+    out_shardings=rep,
+  )(params, variables.get('batch_stats', {}))
   step_fn = jax.jit(
-    functools.partial(supervised_step, encoder=encoder, classifier=classifier, config=config,
-                      tx=tx, frozen_encoder=frozen_encoder, augmented=augmented),
-    in_shardings=(rep, mesh_lib.batch_sharded(mesh)), out_shardings=(rep, rep),
-    donate_argnums=0)
+    functools.partial(
+      supervised_step,
+      encoder=encoder,
+      classifier=classifier,
+      config=config,
+      tx=tx,
+      frozen_encoder=frozen_encoder,
+      augmented=augmented,
+    ),
+    in_shardings=(rep, mesh_lib.batch_sharded(mesh)),
+    out_shardings=(rep, rep),
+    donate_argnums=0,
+  )
   fp = ckpt_lib.fingerprint(config, ('data', 'model', 'augment', stage.split('_')[0]))
   fp['stage'] = stage
-  ckpt = ckpt_lib.StageCheckpoints(os.path.join(workdir, 'checkpoints', stage),
-                                   keep=2, fingerprint_=fp)
+  ckpt = ckpt_lib.StageCheckpoints(
+    os.path.join(workdir, 'checkpoints', stage), keep=2, fingerprint_=fp
+  )
   log = MetricsLog(workdir, stage, total, batch_size)
   state = loop.run(
-    stage=stage, state=state, step_fn=step_fn,
-    batches=lambda start: data.train_batches(train, batch_size=batch_size, seed=config.seed,
-                                             start_step=start, num_steps=total, indices=indices),
-    mesh=mesh, ckpt=ckpt, log=log, total_steps=total, log_every=sec.log_every,
-    checkpoint_every=max(total // 4, 1), lr_fn=lr)
+    stage=stage,
+    state=state,
+    step_fn=step_fn,
+    batches=lambda start: data.train_batches(
+      train,
+      batch_size=batch_size,
+      seed=config.seed,
+      start_step=start,
+      num_steps=total,
+      indices=indices,
+    ),
+    mesh=mesh,
+    ckpt=ckpt,
+    log=log,
+    total_steps=total,
+    log_every=sec.log_every,
+    checkpoint_every=max(total // 4, 1),
+    lr_fn=lr,
+  )
   enc_vars = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
   return enc_vars, classifier, state.params['classifier'], batch_size
 

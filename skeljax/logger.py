@@ -67,8 +67,11 @@ class MetricsLog:
     parts = ' '.join(f'{k} {v:.4g}' for k, v in metrics.items())
     lr_txt = f' | lr {lr:.3g}' if lr is not None else ''
     if self.writer_enabled:
-      print(f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate:.1f} samples/s'
-            f' | ETA {_fmt_eta(eta)}', flush=True)
+      print(
+        f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate:.1f} samples/s'
+        f' | ETA {_fmt_eta(eta)}',
+        flush=True,
+      )
       rec = {'stage': self.stage, 'step': step, **{k: float(v) for k, v in metrics.items()}}
       if lr is not None:
         rec['lr'] = float(lr)

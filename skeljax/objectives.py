@@ -51,9 +51,7 @@ def info_nce(
   return jnp.mean(loss), metrics
 
 
-def interpolation_loss(
-  pred: jax.Array, target: jax.Array, dropped: jax.Array
-) -> jax.Array:
+def interpolation_loss(pred: jax.Array, target: jax.Array, dropped: jax.Array) -> jax.Array:
   """MSE on the dropped frames of present persons only.
 
   Args:

@@ -47,8 +47,15 @@ def confusion_matrix(cm: np.ndarray, names, path: str, title: str) -> str:
     for i in range(k):
       for j in range(k):
         if cm[i, j]:
-          ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=6,
-                  color='white' if norm[i, j] > 0.5 else 'black')
+          ax.text(
+            j,
+            i,
+            int(cm[i, j]),
+            ha='center',
+            va='center',
+            fontsize=6,
+            color='white' if norm[i, j] > 0.5 else 'black',
+          )
   ax.set_xlabel('predicted')
   ax.set_ylabel('true')
   ax.set_title(title)
@@ -74,8 +81,13 @@ def feature_map(features: np.ndarray, labels: np.ndarray, names, path: str, titl
 def study_bars(rows: list[dict], path: str, title: str) -> str:
   """rows: {'name', 'mean', 'std'} in percent; one bar each."""
   fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.5))
-  ax.bar(range(len(rows)), [r['mean'] for r in rows], yerr=[r.get('std', 0) for r in rows],
-         capsize=4, color='tab:blue')
+  ax.bar(
+    range(len(rows)),
+    [r['mean'] for r in rows],
+    yerr=[r.get('std', 0) for r in rows],
+    capsize=4,
+    color='tab:blue',
+  )
   ax.set_xticks(range(len(rows)), [r['name'] for r in rows], rotation=30, ha='right')
   ax.set_ylabel('top-1 (%)')
   ax.set_title(title)

@@ -40,11 +40,16 @@ def make_nets(config) -> Nets:
   frames = config.data.frames
   return Nets(
     encoder=models.build_encoder(config.model, layout, frames),
-    projector=heads.ProjectionHead(hidden=config.model.projection_hidden,
-                                   out=config.mcc.feature_dim),
-    decoder=heads.InterpDecoder(frames=frames, persons=config.data.persons,
-                                num_joints=layout.num_joints, channels=layout.num_channels,
-                                width=config.model.decoder_width),
+    projector=heads.ProjectionHead(
+      hidden=config.model.projection_hidden, out=config.mcc.feature_dim
+    ),
+    decoder=heads.InterpDecoder(
+      frames=frames,
+      persons=config.data.persons,
+      num_joints=layout.num_joints,
+      channels=layout.num_channels,
+      width=config.model.decoder_width,
+    ),
   )
 
 
@@ -66,14 +71,16 @@ def switches(config) -> dict:
   if config.objective == 'contrastive':
     return dict(speed_positive=False, broken_negative=False, interpolation=False)
   m = config.mcc
-  return dict(speed_positive=m.speed_positive, broken_negative=m.broken_negative,
-              interpolation=m.interpolation)
+  return dict(
+    speed_positive=m.speed_positive,
+    broken_negative=m.broken_negative,
+    interpolation=m.interpolation,
+  )
 
 
 def sample_input(config, batch: int = 2):
   layout = skeleton.get_layout(config.data.layout)
-  shape = (batch, config.data.persons, config.data.frames, layout.num_joints,
-           layout.num_channels)
+  shape = (batch, config.data.persons, config.data.frames, layout.num_joints, layout.num_channels)
   return jnp.zeros(shape, jnp.float32), jnp.full((batch,), config.data.frames, jnp.int32)
 
 
@@ -118,18 +125,30 @@ def train_step(
   layout = skeleton.get_layout(config.data.layout)
   rng = jax.random.fold_in(state.rng, state.step)
   k_views, k_drop_q, k_drop_k = jax.random.split(rng, 3)
-  views = augment.make_views(k_views, batch['x'], batch['n'], aug=config.augment,
-                             layout=layout, frames=config.data.frames, **sw)
+  views = augment.make_views(
+    k_views,
+    batch['x'],
+    batch['n'],
+    aug=config.augment,
+    layout=layout,
+    frames=config.data.frames,
+    **sw,
+  )
   b = batch['x'].shape[0]
 
   def encode_keys(clips):
     """Key encoder (EMA weights, BN in train mode), no gradient."""
     (pooled, _), upd = nets.encoder.apply(
       {'params': state.key_params['encoder'], 'batch_stats': state.key_batch_stats},
-      clips, _full_length(clips), train=True, mutable=['batch_stats'],
-      rngs={'dropout': k_drop_k})
-    k = objectives.l2_normalize(nets.projector.apply({'params': state.key_params['projector']},
-                                                     pooled))
+      clips,
+      _full_length(clips),
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': k_drop_k},
+    )
+    k = objectives.l2_normalize(
+      nets.projector.apply({'params': state.key_params['projector']}, pooled)
+    )
     return jax.lax.stop_gradient(k), upd['batch_stats']
 
   # One batched key pass over every clip the keys need (positive, broken negative,
@@ -153,8 +172,12 @@ def train_step(
     clips = jnp.concatenate(query_clips, axis=0)
     (pooled, temporal), upd = nets.encoder.apply(
       {'params': params['encoder'], 'batch_stats': state.batch_stats},
-      clips, _full_length(clips), train=True, mutable=['batch_stats'],
-      rngs={'dropout': k_drop_q})
+      clips,
+      _full_length(clips),
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': k_drop_q},
+    )
     q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
     nce, parts = objectives.info_nce(q[:b], k_pos, state.queue, k_neg, m.temperature)
     if m.symmetric:
@@ -174,16 +197,28 @@ def train_step(
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   online = {'encoder': params['encoder'], 'projector': params['projector']}
-  key_params = jax.tree.map(lambda k, q: m.momentum * k + (1.0 - m.momentum) * q,
-                            state.key_params, online)
+  key_params = jax.tree.map(
+    lambda k, q: m.momentum * k + (1.0 - m.momentum) * q, state.key_params, online
+  )
   queue, ptr = objectives.enqueue(state.queue, state.queue_ptr, k_pos)
   new_state = state.replace(
-    step=state.step + 1, params=params, batch_stats=batch_stats, key_params=key_params,
-    key_batch_stats=key_bs, queue=queue, queue_ptr=ptr, opt_state=opt_state)
+    step=state.step + 1,
+    params=params,
+    batch_stats=batch_stats,
+    key_params=key_params,
+    key_batch_stats=key_bs,
+    queue=queue,
+    queue_ptr=ptr,
+    opt_state=opt_state,
+  )
   return new_state, metrics
 
 
 def jit_train_step(nets: Nets, config, tx, state_sharding, batch_sharding):
   step = functools.partial(train_step, nets=nets, config=config, tx=tx)
-  return jax.jit(step, in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, state_sharding), donate_argnums=0)
+  return jax.jit(
+    step,
+    in_shardings=(state_sharding, batch_sharding),
+    out_shardings=(state_sharding, state_sharding),
+    donate_argnums=0,
+  )

@@ -26,7 +26,8 @@ def protocol(config) -> dict:
     'batch_size': config.pretrain.batch_size,
     'epochs': config.pretrain.epochs,
     'seed': config.seed,
-    'encoder': f'{config.model.name}/{config.model.size}' if config.model.name == 'stgcn'
+    'encoder': f'{config.model.name}/{config.model.size}'
+    if config.model.name == 'stgcn'
     else config.model.name,
     'objective': config.objective,
   }
@@ -52,8 +53,11 @@ class Results:
     self.payload['stages'][name] = entry
     if proto is not None:
       self.payload['_protocols'][name] = proto
+    # Secondary entries (linear_random) share their stage's clock: count it once.
+    stages = self.payload['stages']
     self.payload[_WALL] = round(
-      sum(e.get('wall_s', 0.0) for e in self.payload['stages'].values()), 1)
+      sum(stages[n].get('wall_s', 0.0) for n in self.payload['_protocols'] if n in stages), 1
+    )
 
   def set_run(self, protocol: dict, device: str) -> None:
     self.payload['protocol'] = protocol
@@ -63,8 +67,10 @@ class Results:
     return {k: v for k, v in self.payload.items() if k != '_protocols'}
 
   def save(self, workdir: str) -> None:
-    for name, text in (('results.json', json.dumps(self.payload, indent=2, default=float)),
-                       ('results.md', self.markdown(workdir))):
+    for name, text in (
+      ('results.json', json.dumps(self.payload, indent=2, default=float)),
+      ('results.md', self.markdown(workdir)),
+    ):
       path = os.path.join(workdir, name)
       with open(path + '.tmp', 'w') as f:
         f.write(text + '\n')
@@ -73,24 +79,34 @@ class Results:
   def markdown(self, workdir: str | None = None) -> str:
     p = self.payload
     proto = p.get('protocol', {})
-    lines = ['# skeljax results', '',
-             ' | '.join(f'{k}: {v}' for k, v in proto.items()),
-             '', f'device: {p.get("device")}; wall: {p.get(_WALL)} s', '',
-             '| stage | top-1 % | top-5 % | n_train | n_test | init | details |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+      '# skeljax results',
+      '',
+      ' | '.join(f'{k}: {v}' for k, v in proto.items()),
+      '',
+      f'device: {p.get("device")}; wall: {p.get(_WALL)} s',
+      '',
+      '| stage | top-1 % | top-5 % | n_train | n_test | init | details |',
+      '|---|---|---|---|---|---|---|',
+    ]
     for name, e in p['stages'].items():
       if name == 'pretrain':
-        details = (f'final loss {e.get("final_loss", float("nan")):.4f}, {e.get("steps")} steps, '
-                   f'{e.get("samples_per_s") or 0:.1f} samples/s')
+        details = (
+          f'final loss {e.get("final_loss", float("nan")):.4f}, {e.get("steps")} steps, '
+          f'{e.get("samples_per_s") or 0:.1f} samples/s'
+        )
         lines.append(f'| pretrain | | | | | | {details} |')
         continue
-      details = ', '.join(f'{k}={e[k]}' for k in ('epochs', 'batch_size', 'lr', 'encoder')
-                          if k in e)
+      details = ', '.join(
+        f'{k}={e[k]}' for k in ('epochs', 'batch_size', 'lr', 'encoder') if k in e
+      )
       if 'k' in e:
         details = ', '.join(f'k={k}: {e[f"k{k}"]["top1"]:.1f}' for k in e['k'])
-      lines.append(f'| {name} | {e.get("top1", float("nan")):.2f} | '
-                   f'{e.get("top5", float("nan")):.2f} | {e.get("n_train", "")} | '
-                   f'{e.get("n_test", "")} | {_short(e.get("init", ""), workdir)} | {details} |')
+      lines.append(
+        f'| {name} | {e.get("top1", float("nan")):.2f} | '
+        f'{e.get("top5", float("nan")):.2f} | {e.get("n_train", "")} | '
+        f'{e.get("n_test", "")} | {_short(e.get("init", ""), workdir)} | {details} |'
+      )
     figures = [(n, k, e[k]) for n, e in p['stages'].items() for k in e if k.endswith('_png')]
     if figures:
       lines += ['', '## Figures', '']

@@ -8,7 +8,6 @@ changed) and resumes an unfinished one from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -57,7 +56,8 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   steps_per_epoch = ctx.train.size // sec.batch_size
   if steps_per_epoch == 0:
     raise config_lib.ConfigError(
-      f'pretrain.batch_size={sec.batch_size} exceeds the {ctx.train.size} training samples')
+      f'pretrain.batch_size={sec.batch_size} exceeds the {ctx.train.size} training samples'
+    )
   total = steps_per_epoch * sec.epochs
   nets = pretrain.make_nets(config)
   tx, lr = optim.make_optimizer(sec, steps_per_epoch, total)
@@ -66,34 +66,56 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r), out_shardings=rep)(rng)
   step_fn = pretrain.jit_train_step(nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh))
   fp = ckpt_lib.fingerprint(config, ('data', 'augment', 'model', 'mcc', 'pretrain'))
-  ckpt = ckpt_lib.StageCheckpoints(os.path.join(ctx.workdir, 'checkpoints', 'pretrain'),
-                                   keep=sec.keep_checkpoints, fingerprint_=fp)
+  ckpt = ckpt_lib.StageCheckpoints(
+    os.path.join(ctx.workdir, 'checkpoints', 'pretrain'), keep=sec.keep_checkpoints, fingerprint_=fp
+  )
   t0 = time.perf_counter()
   state = loop.run(
-    stage='pretrain', state=state, step_fn=step_fn,
-    batches=lambda start: data.train_batches(ctx.train, batch_size=sec.batch_size,
-                                             seed=config.seed, start_step=start,
-                                             num_steps=total),
-    mesh=ctx.mesh, ckpt=ckpt, log=MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size),
-    total_steps=total, log_every=sec.log_every, checkpoint_every=sec.checkpoint_every, lr_fn=lr)
+    stage='pretrain',
+    state=state,
+    step_fn=step_fn,
+    batches=lambda start: data.train_batches(
+      ctx.train, batch_size=sec.batch_size, seed=config.seed, start_step=start, num_steps=total
+    ),
+    mesh=ctx.mesh,
+    ckpt=ckpt,
+    log=MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size),
+    total_steps=total,
+    log_every=sec.log_every,
+    checkpoint_every=sec.checkpoint_every,
+    lr_fn=lr,
+  )
   wall = time.perf_counter() - t0
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
     {'params': state.params['encoder'], 'batch_stats': state.batch_stats},
-    {'layout': config.data.layout, 'model': config.model.to_dict(), 'frames': config.data.frames,
-     'dataset': config.data.name, 'objective': config.objective, 'steps': total})
+    {
+      'layout': config.data.layout,
+      'model': config.model.to_dict(),
+      'frames': config.data.frames,
+      'dataset': config.data.name,
+      'objective': config.objective,
+      'steps': total,
+    },
+  )
   records = read_metrics(ctx.workdir, 'pretrain')
   entry = {
     'final_loss': records[-1]['loss'] if records else None,
-    'steps': total, 'epochs': sec.epochs, 'batch_size': sec.batch_size, 'lr': sec.lr,
-    'optimizer': sec.optimizer, 'objective': config.objective,
+    'steps': total,
+    'epochs': sec.epochs,
+    'batch_size': sec.batch_size,
+    'lr': sec.lr,
+    'optimizer': sec.optimizer,
+    'objective': config.objective,
     'samples_per_s': float(np.median([r['samples_per_s'] for r in records[1:]]))
-    if len(records) > 1 else None,
+    if len(records) > 1
+    else None,
     'stage_wall_s': round(wall, 1),
   }
   if ctx.writer and records:
-    entry['curve_png'] = plots.training_curves(records, ctx.png('pretrain_curves.png'),
-                                               f'pretrain ({config.objective})')
+    entry['curve_png'] = plots.training_curves(
+      records, ctx.png('pretrain_curves.png'), f'pretrain ({config.objective})'
+    )
   return {'pretrain': entry}
 
 
@@ -102,23 +124,41 @@ def _report(ctx, name, logits, labels, feats, extra) -> dict:
   if ctx.writer:
     cm = evaluate.confusion(np.argmax(logits, -1), labels, ctx.test.num_classes)
     entry['confusion_png'] = plots.confusion_matrix(
-      cm, ctx.test.label_names, ctx.png(f'{name}_confusion.png'),
-      f'{name}: top-1 {entry["top1"]:.1f}%')
+      cm,
+      ctx.test.label_names,
+      ctx.png(f'{name}_confusion.png'),
+      f'{name}: top-1 {entry["top1"]:.1f}%',
+    )
     if feats is not None:
-      entry['features_png'] = plots.feature_map(feats, labels, ctx.test.label_names,
-                                                ctx.png(f'{name}_features.png'), name)
+      entry['features_png'] = plots.feature_map(
+        feats, labels, ctx.test.label_names, ctx.png(f'{name}_features.png'), name
+      )
   return entry
 
 
 def _linear(ctx: Context, name: str, init: str) -> dict:
   config, sec = ctx.config, ctx.config.linear
   variables = evaluate.encoder_variables(config, init)
-  protocol = {'epochs': sec.epochs, 'batch_size': sec.batch_size, 'lr': sec.lr,
-              'optimizer': sec.optimizer, 'augment': sec.augment, 'encoder': 'frozen'}
+  protocol = {
+    'epochs': sec.epochs,
+    'batch_size': sec.batch_size,
+    'lr': sec.lr,
+    'optimizer': sec.optimizer,
+    'augment': sec.augment,
+    'encoder': 'frozen',
+  }
   if sec.augment:
     enc, clf, clf_params, bs = evaluate.train_supervised(
-      config, ctx.workdir, ctx.mesh, name, sec, variables, ctx.train,
-      frozen_encoder=True, augmented=True)
+      config,
+      ctx.workdir,
+      ctx.mesh,
+      name,
+      sec,
+      variables,
+      ctx.train,
+      frozen_encoder=True,
+      augmented=True,
+    )
     logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
     protocol['batch_size'] = bs
   else:
@@ -126,8 +166,9 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
     logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
     labels, feats = te_y, te_f
-  return _report(ctx, name, logits, labels, feats,
-                 {'n_train': ctx.train.size, 'init': init, **protocol})
+  return _report(
+    ctx, name, logits, labels, feats, {'n_train': ctx.train.size, 'init': init, **protocol}
+  )
 
 
 def stage_linear(ctx: Context) -> dict[str, dict]:
@@ -143,11 +184,14 @@ def stage_knn(ctx: Context) -> dict[str, dict]:
   init = evaluate.resolve_init(config, ctx.workdir)
   variables = evaluate.encoder_variables(config, init)
   (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
-  entry = {'n_train': ctx.train.size, 'n_test': int(len(te_y)), 'init': init,
-           'temperature': config.knn.temperature}
+  entry = {
+    'n_train': ctx.train.size,
+    'n_test': int(len(te_y)),
+    'init': init,
+    'temperature': config.knn.temperature,
+  }
   for k in config.knn.k:
-    scores = evaluate.knn_scores(tr_f, tr_y, te_f, ctx.train.num_classes, k,
-                                 config.knn.temperature)
+    scores = evaluate.knn_scores(tr_f, tr_y, te_f, ctx.train.num_classes, k, config.knn.temperature)
     entry[f'k{k}'] = evaluate.accuracy(scores, te_y)
   last = entry[f'k{config.knn.k[-1]}']
   entry.update(top1=last['top1'], top5=last['top5'], k=list(config.knn.k))
@@ -158,13 +202,35 @@ def _supervised(ctx, name, sec, init, indices=None) -> dict:
   config = ctx.config
   variables = evaluate.encoder_variables(config, init)
   enc, clf, clf_params, bs = evaluate.train_supervised(
-    config, ctx.workdir, ctx.mesh, name, sec, variables, ctx.train,
-    frozen_encoder=False, augmented=True, indices=indices)
+    config,
+    ctx.workdir,
+    ctx.mesh,
+    name,
+    sec,
+    variables,
+    ctx.train,
+    frozen_encoder=False,
+    augmented=True,
+    indices=indices,
+  )
   logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
   n_train = ctx.train.size if indices is None else int(len(indices))
-  return _report(ctx, name, logits, labels, feats, {
-    'n_train': n_train, 'init': init, 'epochs': sec.epochs, 'batch_size': bs, 'lr': sec.lr,
-    'optimizer': sec.optimizer, 'encoder': 'trained'})
+  return _report(
+    ctx,
+    name,
+    logits,
+    labels,
+    feats,
+    {
+      'n_train': n_train,
+      'init': init,
+      'epochs': sec.epochs,
+      'batch_size': bs,
+      'lr': sec.lr,
+      'optimizer': sec.optimizer,
+      'encoder': 'trained',
+    },
+  )
 
 
 def stage_finetune(ctx: Context) -> dict[str, dict]:
@@ -236,9 +302,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     multihost_utils.sync_global_devices('skeljax: data prepared')
     builder = data.prepare(config.data, is_writer=False)
-  ctx = Context(config=config, workdir=workdir, mesh=mesh_lib.make_mesh(),
-                train=data.load_split(builder, config.data, config.data.train_split),
-                test=data.load_split(builder, config.data, config.data.test_split))
+  ctx = Context(
+    config=config,
+    workdir=workdir,
+    mesh=mesh_lib.make_mesh(),
+    train=data.load_split(builder, config.data, config.data.train_split),
+    test=data.load_split(builder, config.data, config.data.test_split),
+  )
   report = results.Results.load(workdir)
   for stage in config.stages:
     proto = stage_protocol(config, stage)

@@ -25,5 +25,6 @@ def run_python(code: str, devices: int = 1, timeout: int = 600, env=None):
   e['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
   e['JAX_PLATFORMS'] = 'cpu'
   e.update(env or {})
-  return subprocess.run([sys.executable, '-c', code], cwd=REPO, env=e, capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, '-c', code], cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout
+  )

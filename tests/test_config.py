@@ -1,6 +1,5 @@
 """Config files parse and validate; bad input exits 2 with one line."""
 
-import pathlib
 import subprocess
 import sys
 
@@ -50,14 +49,17 @@ def test_unknown_config_arg_is_an_error():
     _load(REPO / 'configs' / 'nw_ucla.py', 'xveiw')
 
 
-@pytest.mark.parametrize('field,value,message', [
-  ('stages', ('pretrain', 'lineer'), 'unknown stage'),
-  ('data.layout', 'ntu26', 'unknown joint layout'),
-  ('augment.segments', 1, 'segments'),
-  ('augment.crop_ratio', (0.9, 0.5), 'crop_ratio'),
-  ('mcc.temperature', 0.0, 'temperature'),
-  ('pretrain.batch_size', 100, 'queue_size'),
-])
+@pytest.mark.parametrize(
+  'field,value,message',
+  [
+    ('stages', ('pretrain', 'lineer'), 'unknown stage'),
+    ('data.layout', 'ntu26', 'unknown joint layout'),
+    ('augment.segments', 1, 'segments'),
+    ('augment.crop_ratio', (0.9, 0.5), 'crop_ratio'),
+    ('mcc.temperature', 0.0, 'temperature'),
+    ('pretrain.batch_size', 100, 'queue_size'),
+  ],
+)
 def test_validate_rejects_impossible_values(field, value, message):
   c = config_lib.base_config()
   section, _, key = field.rpartition('.')
@@ -74,19 +76,33 @@ def test_batch_not_divisible_by_devices_is_an_error():
 
 
 def _main(*args):
-  return subprocess.run([sys.executable, '-m', 'skeljax.main', *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, '-m', 'skeljax.main', *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
-@pytest.mark.parametrize('args,needle', [
-  (['--config=configs/demo.py', '--config.pretrain.nope=1'], 'unknown config key'),
-  (['--config=configs/demo.py', '--config.seed=abc'], 'config.seed'),
-  (['--config=configs/demo.py:nonsense'], 'unknown config arg'),
-  (['--config=configs/demo.py', '--config.data.layout=ntu26'], 'unknown joint layout'),
-  (['--config=configs/demo.py', '--config.pretrain.batch_size=48'], 'queue_size'),
-  (['--config=configs/ntu60.py', '--config.data.manual_dir=/nonexistent',
-    '--config.data.data_dir=/tmp/skeljax_empty_data'], 'nturgbd_skeletons_s001_to_s017.zip'),
-])
+@pytest.mark.parametrize(
+  'args,needle',
+  [
+    (['--config=configs/demo.py', '--config.pretrain.nope=1'], 'unknown config key'),
+    (['--config=configs/demo.py', '--config.seed=abc'], 'config.seed'),
+    (['--config=configs/demo.py:nonsense'], 'unknown config arg'),
+    (['--config=configs/demo.py', '--config.data.layout=ntu26'], 'unknown joint layout'),
+    (['--config=configs/demo.py', '--config.pretrain.batch_size=48'], 'queue_size'),
+    (
+      [
+        '--config=configs/ntu60.py',
+        '--config.data.manual_dir=/nonexistent',
+        '--config.data.data_dir=/tmp/skeljax_empty_data',
+      ],
+      'nturgbd_skeletons_s001_to_s017.zip',
+    ),
+  ],
+)
 def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
   r = _main(*args, f'--workdir={tmp_path / "run"}')
   assert r.returncode == 2, r.stderr[-2000:]

@@ -7,12 +7,15 @@ from skeljax import evaluate, results
 
 
 def test_accuracy_from_fixed_logits():
-  logits = np.array([
-    [9, 1, 2, 3, 4, 5, 0],  # label 0 first: top1, top5
-    [1, 9, 2, 3, 4, 5, 0],  # label 2 third: top5 only
-    [1, 2, 3, 4, 5, 6, 9],  # label 0 is the second smallest: neither
-    [0, 1, 2, 3, 4, 9, 5],  # label 6 second: top5 only
-  ], np.float32)
+  logits = np.array(
+    [
+      [9, 1, 2, 3, 4, 5, 0],  # label 0 first: top1, top5
+      [1, 9, 2, 3, 4, 5, 0],  # label 2 third: top5 only
+      [1, 2, 3, 4, 5, 6, 9],  # label 0 is the second smallest: neither
+      [0, 1, 2, 3, 4, 9, 5],  # label 6 second: top5 only
+    ],
+    np.float32,
+  )
   labels = np.array([0, 2, 0, 6])
   acc = evaluate.accuracy(logits, labels)
   assert acc == {'top1': 25.0, 'top5': 75.0}
@@ -72,11 +75,32 @@ def test_fit_linear_learns_a_separable_problem():
 def test_results_schema_and_markdown(tmp_path):
   r = results.Results()
   r.set_stage('pretrain', {'final_loss': 5.1, 'steps': 800, 'wall_s': 10.0}, {'a': 1})
-  r.set_stage('linear', {'top1': 71.3, 'top5': 95.0, 'n_train': 1020, 'n_test': 464,
-                         'init': str(tmp_path / 'encoder'), 'wall_s': 2.0}, {'b': 1})
+  r.set_stage(
+    'linear',
+    {
+      'top1': 71.3,
+      'top5': 95.0,
+      'n_train': 1020,
+      'n_test': 464,
+      'init': str(tmp_path / 'encoder'),
+      'wall_s': 2.0,
+    },
+    {'b': 1},
+  )
   r.set_stage('linear_random', {'top1': 40.1, 'top5': 80.0, 'init': 'random'}, None)
-  r.set_run({'dataset': 'x', 'split': 's', 'frames': 50, 'batch_size': 128, 'epochs': 1,
-             'seed': 0, 'encoder': 'stgcn/small', 'objective': 'mcc'}, 'cpu')
+  r.set_run(
+    {
+      'dataset': 'x',
+      'split': 's',
+      'frames': 50,
+      'batch_size': 128,
+      'epochs': 1,
+      'seed': 0,
+      'encoder': 'stgcn/small',
+      'objective': 'mcc',
+    },
+    'cpu',
+  )
   r.save(str(tmp_path))
   import json
 

@@ -75,8 +75,9 @@ def test_interpolation_loss_matches_numpy_and_ignores_absent_persons():
   # Kept frames do not count: changing them leaves the loss unchanged.
   pred2 = pred.copy()
   pred2[:, :, 0] += 100.0
-  np.testing.assert_allclose(float(objectives.interpolation_loss(pred2, target, dropped)), got,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    float(objectives.interpolation_loss(pred2, target, dropped)), got, rtol=1e-6
+  )
 
 
 def test_cross_entropy_and_topk_match_numpy():

@@ -11,14 +11,24 @@ import pytest
 
 from .conftest import REPO
 
-ARGS = ['--config=configs/demo.py:tiny', '--config.stages=("pretrain",)',
-        '--config.pretrain.epochs=4', '--config.pretrain.checkpoint_every=7',
-        '--config.pretrain.log_every=1']
+ARGS = [
+  '--config=configs/demo.py:tiny',
+  '--config.stages=("pretrain",)',
+  '--config.pretrain.epochs=4',
+  '--config.pretrain.checkpoint_every=7',
+  '--config.pretrain.log_every=1',
+]
 
 
 def _cmd(workdir, data_dir):
-  return [sys.executable, '-m', 'skeljax.main', *ARGS, f'--workdir={workdir}',
-          f'--config.data.data_dir={data_dir}']
+  return [
+    sys.executable,
+    '-m',
+    'skeljax.main',
+    *ARGS,
+    f'--workdir={workdir}',
+    f'--config.data.data_dir={data_dir}',
+  ]
 
 
 def _losses(workdir):
@@ -44,8 +54,9 @@ def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
 
   killed = tmp_path / 'killed'
   for kill_after_ckpts in (1, 3):  # kill twice, at different points
-    p = subprocess.Popen(_cmd(killed, data_dir), cwd=REPO, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+      _cmd(killed, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
       if len(_checkpoint_steps(killed)) >= kill_after_ckpts:
@@ -55,8 +66,7 @@ def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
   assert _checkpoint_steps(killed)
-  r = subprocess.run(_cmd(killed, data_dir), cwd=REPO, capture_output=True, text=True,
-                     timeout=600)
+  r = subprocess.run(_cmd(killed, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'resumed from step' in r.stdout
   got = _losses(killed)

@@ -11,9 +11,14 @@ import pytest
 
 from .conftest import REPO
 
-BASE = ['--config=configs/demo.py:tiny', '--config.stages=("pretrain","linear")',
-        '--config.pretrain.epochs=2', '--config.pretrain.checkpoint_every=4',
-        '--config.pretrain.log_every=1', '--config.random_reference=False']
+BASE = [
+  '--config=configs/demo.py:tiny',
+  '--config.stages=("pretrain","linear")',
+  '--config.pretrain.epochs=2',
+  '--config.pretrain.checkpoint_every=4',
+  '--config.pretrain.log_every=1',
+  '--config.random_reference=False',
+]
 
 
 def _env(devices):
@@ -24,10 +29,18 @@ def _env(devices):
 
 
 def _main(workdir, data_dir, devices, *extra, timeout=600):
-  cmd = [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={workdir}',
-         f'--config.data.data_dir={data_dir}', *extra]
-  r = subprocess.run(cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True,
-                     timeout=timeout)
+  cmd = [
+    sys.executable,
+    '-m',
+    'skeljax.main',
+    *BASE,
+    f'--workdir={workdir}',
+    f'--config.data.data_dir={data_dir}',
+    *extra,
+  ]
+  r = subprocess.run(
+    cmd, cwd=REPO, env=_env(devices), capture_output=True, text=True, timeout=timeout
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   return r
 
@@ -89,10 +102,24 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   port = _free_port()
   procs = [
     subprocess.Popen(
-      [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={multi}',
-       f'--config.data.data_dir={data_dir}', f'--coordinator=127.0.0.1:{port}',
-       '--num_processes=2', f'--process_id={i}', '--heartbeat_timeout=20'],
-      cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      [
+        sys.executable,
+        '-m',
+        'skeljax.main',
+        *BASE,
+        f'--workdir={multi}',
+        f'--config.data.data_dir={data_dir}',
+        f'--coordinator=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+        '--heartbeat_timeout=20',
+      ],
+      cwd=REPO,
+      env=_env(2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
     for i in range(2)
   ]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -111,13 +138,33 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
 @pytest.mark.slow
 def test_a_dead_process_stops_the_others_within_the_heartbeat(tmp_path):
   port = _free_port()
-  cmd = [sys.executable, '-m', 'skeljax.main', *BASE, f'--workdir={tmp_path / "run"}',
-         f'--config.data.data_dir={tmp_path / "data"}', f'--coordinator=127.0.0.1:{port}',
-         '--num_processes=2', '--heartbeat_timeout=10']
-  survivor = subprocess.Popen([*cmd, '--process_id=0'], cwd=REPO, env=_env(2),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  victim = subprocess.Popen([*cmd, '--process_id=1'], cwd=REPO, env=_env(2),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  cmd = [
+    sys.executable,
+    '-m',
+    'skeljax.main',
+    *BASE,
+    f'--workdir={tmp_path / "run"}',
+    f'--config.data.data_dir={tmp_path / "data"}',
+    f'--coordinator=127.0.0.1:{port}',
+    '--num_processes=2',
+    '--heartbeat_timeout=10',
+  ]
+  survivor = subprocess.Popen(
+    [*cmd, '--process_id=0'],
+    cwd=REPO,
+    env=_env(2),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  victim = subprocess.Popen(
+    [*cmd, '--process_id=1'],
+    cwd=REPO,
+    env=_env(2),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   import time
 
   time.sleep(15)  # both joined and started

@@ -2,10 +2,7 @@
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -51,8 +48,16 @@ def test_demo_tiny_writes_results_in_the_fixed_schema(demo_run):
     assert e['n_test'] > 0 and e['n_train'] > 0
     assert os.path.exists(e['confusion_png'])
   p = saved['protocol']
-  assert set(p) == {'dataset', 'split', 'frames', 'batch_size', 'epochs', 'seed', 'encoder',
-                    'objective'}
+  assert set(p) == {
+    'dataset',
+    'split',
+    'frames',
+    'batch_size',
+    'epochs',
+    'seed',
+    'encoder',
+    'objective',
+  }
   assert np.isfinite(saved['stages']['pretrain']['final_loss'])
   assert (workdir / 'results.md').read_text().count('| linear') == 2
   assert (workdir / 'metrics.jsonl').exists()
@@ -96,7 +101,14 @@ def test_resume_with_a_changed_config_is_refused(demo_run, tmp_path):
 def test_non_finite_loss_stops_with_step_and_part(tmp_path):
   from skeljax import loop, run
 
-  config = _tiny_config(tmp_path, **{'pretrain.lr': 1e30, 'pretrain.optimizer': 'sgd',
-                                     'pretrain.checkpoint_every': 1, 'pretrain.epochs': 3})
+  config = _tiny_config(
+    tmp_path,
+    **{
+      'pretrain.lr': 1e30,
+      'pretrain.optimizer': 'sgd',
+      'pretrain.checkpoint_every': 1,
+      'pretrain.epochs': 3,
+    },
+  )
   with pytest.raises(loop.NonFiniteLoss, match=r'non-finite .* at step \d+'):
     run.train_and_evaluate(config, str(tmp_path / 'nan'))

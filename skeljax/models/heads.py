@@ -1,0 +1,90 @@
+"""Heads on top of an encoder: projection MLP, interpolation decoder, classifier."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class ProjectionHead(nn.Module):
+  """MoCo v2 projection MLP: Dense -> ReLU -> Dense.
+
+  Attributes:
+    hidden: hidden width; 0 means the input width.
+    out: output feature size.
+  """
+
+  hidden: int
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [B, D] -> [B, out]."""
+    hidden = self.hidden or x.shape[-1]
+    return nn.Dense(self.out, name='out')(nn.relu(nn.Dense(hidden, name='hidden')(x)))
+
+
+class LinearClassifier(nn.Module):
+  """One Dense layer: [B, D] -> [B, num_classes] logits."""
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.num_classes, name='fc')(x)
+
+
+def interpolate_time(y, frames: int):
+  """Linear interpolation along time with the end frames aligned.
+
+  Args:
+    y: [B, T', D].
+    frames: T.
+
+  Returns:
+    [B, T, D]; output frame t samples position t (T' - 1) / (T - 1) of `y`,
+    so the first and last frames coincide whatever the encoder's stride.
+  """
+  tp = y.shape[1]
+  if tp == frames:
+    return y
+  if tp == 1 or frames == 1:
+    return jnp.repeat(y[:, :1], frames, axis=1)
+  pos = jnp.arange(frames, dtype=jnp.float32) * ((tp - 1) / (frames - 1))
+  lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, tp - 2)
+  frac = (pos - lo)[None, :, None]
+  return y[:, lo] * (1.0 - frac) + y[:, lo + 1] * frac
+
+
+class InterpDecoder(nn.Module):
+  """Reconstructs a clip from an encoder's temporal features.
+
+  Features at T' steps are upsampled to T frames by linear interpolation in
+  time, then a per-frame MLP (Dense -> ReLU -> Dense) maps each frame to all
+  persons' joints; the interpolation carries the temporal context.
+
+  Attributes:
+    frames: T.
+    persons: M.
+    num_joints: V.
+    channels: C.
+    width: hidden width of the MLP.
+  """
+
+  frames: int
+  persons: int
+  num_joints: int
+  channels: int
+  width: int
+
+  @nn.compact
+  def __call__(self, temporal):
+    """temporal: [B, T', D'] -> reconstruction [B, M, T, V, C]."""
+    if temporal.ndim != 3:
+      raise ValueError(f'InterpDecoder: temporal must be [B, T\', D\'], got {temporal.shape}')
+    y = interpolate_time(temporal, self.frames)
+    y = nn.relu(nn.Dense(self.width, name='hidden')(y))
+    out = self.persons * self.num_joints * self.channels
+    y = nn.Dense(out, name='out')(y)  # [B, T, M*V*C]
+    y = y.reshape(y.shape[0], self.frames, self.persons, self.num_joints, self.channels)
+    return y.transpose(0, 2, 1, 3, 4)

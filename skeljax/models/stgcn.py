@@ -1,0 +1,235 @@
+"""ST-GCN (Yan et al., 2018) in channels-last layout, tuned for XLA on CPU.
+
+Activations are `[N, T, V, C]` (N = batch x persons). Each of the ten blocks is
+
+    graph conv -> BN -> ReLU -> temporal conv (kernel 9, stride 1 or 2) -> BN
+    -> dropout -> + residual -> ReLU
+
+The graph conv and temporal conv have two formulations over the same
+parameters: a plain `reference` one (a per-partition loop, `lax.conv`) kept for
+tests, and the `fast` one used by default (see `docs/models.md` for timings):
+
+  * temporal conv: the 9 shifted (strided) slices are stacked along channels
+    and contracted in one matmul, because XLA's CPU convolution backward is slow;
+  * graph conv: one matmul for the 1x1 conv and one einsum over the joints,
+    ordered so the V x V aggregation runs on the narrower side.
+
+Padded frames (t >= n) are zeroed at the input and after every ReLU, so a
+valid frame sees zeros past the sequence end exactly as if the sequence were
+cut there, and BatchNorm statistics are taken over valid frames only.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from skeljax import skeleton
+from skeljax.models import common
+
+WIDTHS = {
+  # The original ST-GCN.
+  'base': (64, 64, 64, 64, 128, 128, 128, 256, 256, 256),
+  # SkeletonCLR/AimCLR pretraining size: hidden 16 (x4), 32 (x3), 64 (x2), then 256.
+  'small': (16, 16, 16, 16, 32, 32, 32, 64, 64, 256),
+}
+STRIDES = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
+TEMPORAL_KERNEL = 9
+# PyTorch's BatchNorm momentum 0.1 is flax's 0.9 (weight of the old average).
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _bn(train: bool, name: str | None = None, **kw) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, name=name, **_BN, **kw)
+
+
+class GraphConv(nn.Module):
+  """Spatial graph conv: `out_i = sum_k sum_j A[k, j, i] (x_j W_k + b_k)`.
+
+  Attributes:
+    features: output channels.
+    impl: 'fast' or 'reference' (same parameters, same result).
+  """
+
+  features: int
+  impl: str = 'fast'
+
+  @nn.compact
+  def __call__(self, x, a):
+    """x: [N, T, V, Cin], a: [K, V, V] (`a[k, j, i]` = message j -> i) -> [N, T, V, features]."""
+    k, cin, cout = a.shape[0], x.shape[-1], self.features
+    # Fan-in of the 1x1 conv is Cin (the partitions are K separate outputs).
+    w = self.param('kernel', nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal',
+                                                              in_axis=0, out_axis=(1, 2)),
+                   (cin, k, cout))
+    b = self.param('bias', nn.initializers.zeros, (k, cout))
+    if self.impl == 'reference':
+      out = 0.0
+      for p in range(k):
+        y = x @ w[:, p] + b[p]
+        out = out + jnp.einsum('ntjc,ji->ntic', y, a[p])
+      return out
+    if self.impl != 'fast':
+      raise ValueError(f'unknown graph conv impl {self.impl!r}; use fast or reference')
+    # Aggregating over joints before the 1x1 conv measured faster than the
+    # other order on CPU for every layer shape, even where it costs more FLOPs.
+    z = jnp.einsum('ntjc,kji->ntikc', x, a).reshape(x.shape[:3] + (k * cin,))
+    # The bias is added before aggregation, so it becomes a per-joint bias.
+    return z @ w.transpose(1, 0, 2).reshape(k * cin, cout) + jnp.einsum('kji,kc->ic', a, b)
+
+
+class TemporalConv(nn.Module):
+  """Temporal conv with kernel `kernel` over T, zero 'same' padding, stride `stride`.
+
+  Attributes:
+    features: output channels.
+    stride: temporal stride; T -> ceil(T / stride).
+    kernel: temporal kernel size (odd).
+    group: taps stacked per matmul in the fast formulation.
+    impl: 'fast' (stacked shifted slices + matmuls) or 'reference' (lax.conv).
+  """
+
+  features: int
+  stride: int = 1
+  kernel: int = TEMPORAL_KERNEL
+  group: int = 3
+  impl: str = 'fast'
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [N, T, V, Cin] -> [N, ceil(T / stride), V, features]."""
+    kt, cin, s = self.kernel, x.shape[-1], self.stride
+    w = self.param('kernel', nn.initializers.lecun_normal(), (kt, cin, self.features))
+    b = self.param('bias', nn.initializers.zeros, (self.features,))
+    pad = kt // 2
+    if self.impl == 'reference':
+      y = jax.lax.conv_general_dilated(
+        x, w[:, None], window_strides=(s, 1), padding=((pad, pad), (0, 0)),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      )
+      return y + b
+    if self.impl != 'fast':
+      raise ValueError(f'unknown temporal conv impl {self.impl!r}; use fast or reference')
+    t_out = (x.shape[1] - 1) // s + 1
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+    span = s * (t_out - 1) + 1
+    # Taps are stacked along channels `group` at a time: one matmul per group
+    # keeps the matmuls large while the stacked copy is group/kt of the 9x one.
+    out = b
+    for i0 in range(0, kt, self.group):
+      taps = range(i0, min(kt, i0 + self.group))
+      cols = jnp.concatenate([xp[:, i : i + span : s] for i in taps], axis=-1)
+      out = out + cols @ w[i0 : i0 + len(taps)].reshape(len(taps) * cin, self.features)
+    return out
+
+
+class STGCNBlock(nn.Module):
+  """One ST-GCN block with its own learnable edge importance.
+
+  Attributes:
+    features: output channels.
+    stride: temporal stride of the temporal conv (and of the residual).
+    residual: False for the first block, as in ST-GCN.
+    edge_importance: learn a [K, V, V] multiplier on the adjacency (init ones).
+    dropout: dropout rate after the temporal BN.
+    impl: 'fast' or 'reference' for both convolutions.
+  """
+
+  features: int
+  stride: int = 1
+  residual: bool = True
+  edge_importance: bool = True
+  dropout: float = 0.0
+  impl: str = 'fast'
+
+  @nn.compact
+  def __call__(self, x, adjacency, mask, train: bool):
+    """x: [N, T, V, Cin], adjacency: [K, V, V], mask: [N, T] -> ([N, T', V, F], mask [N, T'])."""
+    a = jnp.asarray(adjacency)
+    if self.edge_importance:
+      a = a * self.param('edge_importance', nn.initializers.ones, a.shape)
+    m4 = mask[:, :, None, None]
+    y = GraphConv(self.features, impl=self.impl, name='gcn')(x, a)
+    y = nn.relu(_bn(train, 'gcn_bn')(y, mask=m4 > 0)) * m4
+    y = TemporalConv(self.features, self.stride, impl=self.impl, name='tcn')(y)
+    out_mask = mask[:, :: self.stride]
+    o4 = out_mask[:, :, None, None]
+    y = _bn(train, 'tcn_bn')(y, mask=o4 > 0)
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    if self.residual:
+      if x.shape[-1] == self.features and self.stride == 1:
+        res = x
+      else:
+        res = nn.Dense(self.features, name='res')(x[:, :: self.stride])
+        res = _bn(train, 'res_bn')(res, mask=o4 > 0)
+      y = y + res
+    return nn.relu(y) * o4, out_mask
+
+
+class STGCN(nn.Module):
+  """ST-GCN encoder over `[B, M, T, V, C]`.
+
+  Attributes:
+    layout: joint layout (graph and input size).
+    widths: channels of the ten blocks, e.g. `WIDTHS['small']`.
+    strides: temporal stride per block.
+    adjacency: partition strategy for `layout.adjacency`.
+    edge_importance: learnable per-block edge weights.
+    dropout: dropout rate inside each block.
+    impl: 'fast' or 'reference' convolutions.
+  """
+
+  layout: skeleton.Layout
+  widths: tuple[int, ...] = WIDTHS['small']
+  strides: tuple[int, ...] = STRIDES
+  adjacency: str = 'spatial'
+  edge_importance: bool = True
+  dropout: float = 0.0
+  impl: str = 'fast'
+
+  @property
+  def feature_dim(self) -> int:
+    """D of `pooled` (also D' of `temporal`)."""
+    return self.widths[-1]
+
+  def temporal_frames(self, frames: int) -> int:
+    """T' of `temporal` for input length `frames`."""
+    for s in self.strides:
+      frames = (frames - 1) // s + 1
+    return frames
+
+  @nn.compact
+  def __call__(self, x, n, train: bool):
+    """Encodes a batch.
+
+    Args:
+      x: float32 [B, M, T, V, C].
+      n: int [B] valid frames.
+      train: batch statistics and dropout on.
+
+    Returns:
+      pooled [B, D] (masked mean over valid frames and joints, then over
+      persons) and temporal [B, T', D] (mean over joints and persons; zero on
+      padded frames), with D = widths[-1] and T' = T / prod(strides) rounded up.
+    """
+    common.check_input('stgcn', x, n, self.layout)
+    if len(self.widths) != len(self.strides):
+      raise ValueError(f'stgcn: {len(self.widths)} widths but {len(self.strides)} strides')
+    b, m, t, v, c = x.shape
+    x, n = common.fold_persons(x.astype(jnp.float32), n)
+    mask = common.frame_mask(n, t)
+    m4 = mask[:, :, None, None]
+    # Data BN over V*C channels shared by all persons (the original normalises
+    # M*V*C channels, which would tie statistics to person order).
+    x = _bn(train, 'data_bn', axis=(-2, -1))(x * m4, mask=m4 > 0) * m4
+    a = np.asarray(self.layout.adjacency(self.adjacency))
+    for i, (width, stride) in enumerate(zip(self.widths, self.strides, strict=True)):
+      x, mask = STGCNBlock(
+        width, stride, residual=i > 0, edge_importance=self.edge_importance,
+        dropout=self.dropout, impl=self.impl, name=f'block{i + 1}',
+      )(x, a, mask, train)
+    per_frame = x.mean(axis=2)  # [N, T', D]; padded frames are already zero
+    pooled = common.masked_time_mean(per_frame, mask)
+    return common.person_mean(pooled, m), common.person_mean(per_frame, m)
