@@ -88,7 +88,9 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   wall = time.perf_counter() - t0
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
-    {'params': state.params['encoder'], 'batch_stats': state.batch_stats},
+    # Encoders without BatchNorm (transformer, gru) have no batch_stats to save.
+    {'params': state.params['encoder'], **({'batch_stats': state.batch_stats}
+                                          if state.batch_stats else {})},
     {
       'layout': config.data.layout,
       'model': config.model.to_dict(),

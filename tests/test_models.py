@@ -85,8 +85,9 @@ def test_shapes_every_layout(name, layout_name):
   x, n = make_x(layout), jnp.array([T, 5])
   variables = jax.eval_shape(functools.partial(enc.init, train=False), jax.random.key(1), x, n)
   for train in (False, True):
-    pooled, temporal = jax.eval_shape(functools.partial(apply_eager, enc, train=train),
-                                      variables, x, n)
+    pooled, temporal = jax.eval_shape(
+      functools.partial(apply_eager, enc, train=train), variables, x, n
+    )
     assert pooled.shape == (B, enc.feature_dim)
     assert temporal.shape == (B, enc.temporal_frames(T), enc.feature_dim)
     assert pooled.dtype == temporal.dtype == jnp.float32

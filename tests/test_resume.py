@@ -14,8 +14,8 @@ from .conftest import REPO
 ARGS = [
   '--config=configs/demo.py:tiny',
   '--config.stages=("pretrain",)',
-  '--config.pretrain.epochs=4',
-  '--config.pretrain.checkpoint_every=7',
+  '--config.pretrain.epochs=10',
+  '--config.pretrain.checkpoint_every=5',
   '--config.pretrain.log_every=1',
 ]
 
@@ -44,6 +44,7 @@ def _checkpoint_steps(workdir):
   return sorted(int(n) for n in os.listdir(d) if n.isdigit())
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
   data_dir = tmp_path / 'data'
   full = tmp_path / 'full'

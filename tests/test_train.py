@@ -74,6 +74,7 @@ def test_rerun_skips_finished_stages(demo_run, capsys):
   assert again['stages']['linear']['top1'] == out['stages']['linear']['top1']
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(demo_run, tmp_path):
   from skeljax import run
 

@@ -42,9 +42,9 @@ class ProjectedGRUCell(nn.RNNCellBase):
     """carry: [N, H], inputs: [N, 6H] -> (h' [N, H], h' [N, H])."""
     h3 = 3 * self.hidden
     xr, xz, xn = jnp.split(inputs[..., self.part * h3 : (self.part + 1) * h3], 3, axis=-1)
-    hh = nn.Dense(
-      h3, use_bias=False, kernel_init=nn.initializers.orthogonal(), name='hidden'
-    )(carry)
+    hh = nn.Dense(h3, use_bias=False, kernel_init=nn.initializers.orthogonal(), name='hidden')(
+      carry
+    )
     hr, hz, hn = jnp.split(hh, 3, axis=-1)
     b_hn = self.param('bias_hn', nn.initializers.zeros, (self.hidden,))
     r = jax.nn.sigmoid(xr + hr)

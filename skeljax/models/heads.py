@@ -81,7 +81,7 @@ class InterpDecoder(nn.Module):
   def __call__(self, temporal):
     """temporal: [B, T', D'] -> reconstruction [B, M, T, V, C]."""
     if temporal.ndim != 3:
-      raise ValueError(f'InterpDecoder: temporal must be [B, T\', D\'], got {temporal.shape}')
+      raise ValueError(f"InterpDecoder: temporal must be [B, T', D'], got {temporal.shape}")
     y = interpolate_time(temporal, self.frames)
     y = nn.relu(nn.Dense(self.width, name='hidden')(y))
     out = self.persons * self.num_joints * self.channels

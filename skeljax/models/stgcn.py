@@ -61,9 +61,13 @@ class GraphConv(nn.Module):
     """x: [N, T, V, Cin], a: [K, V, V] (`a[k, j, i]` = message j -> i) -> [N, T, V, features]."""
     k, cin, cout = a.shape[0], x.shape[-1], self.features
     # Fan-in of the 1x1 conv is Cin (the partitions are K separate outputs).
-    w = self.param('kernel', nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal',
-                                                              in_axis=0, out_axis=(1, 2)),
-                   (cin, k, cout))
+    w = self.param(
+      'kernel',
+      nn.initializers.variance_scaling(
+        1.0, 'fan_in', 'truncated_normal', in_axis=0, out_axis=(1, 2)
+      ),
+      (cin, k, cout),
+    )
     b = self.param('bias', nn.initializers.zeros, (k, cout))
     if self.impl == 'reference':
       out = 0.0
@@ -106,7 +110,10 @@ class TemporalConv(nn.Module):
     pad = kt // 2
     if self.impl == 'reference':
       y = jax.lax.conv_general_dilated(
-        x, w[:, None], window_strides=(s, 1), padding=((pad, pad), (0, 0)),
+        x,
+        w[:, None],
+        window_strides=(s, 1),
+        padding=((pad, pad), (0, 0)),
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       )
       return y + b
@@ -227,8 +234,13 @@ class STGCN(nn.Module):
     a = np.asarray(self.layout.adjacency(self.adjacency))
     for i, (width, stride) in enumerate(zip(self.widths, self.strides, strict=True)):
       x, mask = STGCNBlock(
-        width, stride, residual=i > 0, edge_importance=self.edge_importance,
-        dropout=self.dropout, impl=self.impl, name=f'block{i + 1}',
+        width,
+        stride,
+        residual=i > 0,
+        edge_importance=self.edge_importance,
+        dropout=self.dropout,
+        impl=self.impl,
+        name=f'block{i + 1}',
       )(x, a, mask, train)
     per_frame = x.mean(axis=2)  # [N, T', D]; padded frames are already zero
     pooled = common.masked_time_mean(per_frame, mask)
