@@ -100,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
     depth=4,  # transformer blocks (each spatial + temporal)
     width=64,  # transformer width
     heads=4,  # transformer heads
+    patch=4,  # transformer frames per temporal token (T' = ceil(T / patch))
     gru_hidden=256,  # GRU hidden size per direction
     gru_layers=2,
     decoder_width=128,  # interpolation decoder hidden width
