@@ -89,8 +89,10 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
     # Encoders without BatchNorm (transformer, gru) have no batch_stats to save.
-    {'params': state.params['encoder'], **({'batch_stats': state.batch_stats}
-                                          if state.batch_stats else {})},
+    {
+      'params': state.params['encoder'],
+      **({'batch_stats': state.batch_stats} if state.batch_stats else {}),
+    },
     {
       'layout': config.data.layout,
       'model': config.model.to_dict(),
