@@ -67,7 +67,7 @@ def run_script(name: str, quick: bool, timeout: int = 1200) -> dict:
       return {'error': f'timed out after {timeout} s', 'command': ' '.join(cmd[1:]), 'ok': False}
     wall = time.perf_counter() - t
     result = {
-      'command': 'python ' + ' '.join([f'benchmarks/{name}.py'] + cmd[2:]),
+      'command': 'python ' + ' '.join([f'benchmarks/{name}.py'] + extra),
       'wall_s': wall,
       'returncode': out.returncode,
       'ok': out.returncode == 0,
