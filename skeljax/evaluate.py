@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from skeljax import augment, data, loop, models, objectives, optim, skeleton
+from skeljax import augment, data, loop, models, objectives, optim, pretrain, skeleton
 from skeljax import checkpoint as ckpt_lib
 from skeljax import mesh as mesh_lib
 from skeljax.logger import MetricsLog
@@ -46,10 +46,8 @@ def build_encoder(config):
 
 
 def random_encoder_variables(config, seed_offset: int = 0):
-  from skeljax.pretrain import sample_input
-
   encoder = build_encoder(config)
-  x, n = sample_input(config)
+  x, n = pretrain.sample_input(config)
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1000 + seed_offset)
   return jax.jit(functools.partial(encoder.init, train=False))(
     {'params': rng, 'dropout': rng}, x, n
@@ -319,7 +317,9 @@ def train_supervised(
   steps_per_epoch = n // batch_size
   total = steps_per_epoch * sec.epochs
   pooled_dim = jax.eval_shape(
-    lambda v, x, m: encoder.apply(v, x, m, train=False)[0], variables, *_sample(config)
+    lambda v, x, m: encoder.apply(v, x, m, train=False)[0],
+    variables,
+    *pretrain.sample_input(config),
   )
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(stage.encode()) % (2**31))
   params = {
@@ -376,12 +376,6 @@ def train_supervised(
   )
   enc_vars = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
   return enc_vars, classifier, state.params['classifier'], batch_size
-
-
-def _sample(config):
-  from skeljax.pretrain import sample_input
-
-  return sample_input(config)
 
 
 def classify(config, mesh, enc_vars, classifier, clf_params, split: data.Split):

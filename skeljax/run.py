@@ -333,6 +333,3 @@ def train_and_evaluate(config, workdir: str) -> dict:
     print(report.markdown(), flush=True)
     print(f'results: {os.path.join(workdir, "results.json")} and results.md', flush=True)
   return report.as_dict()
-
-
-__all__ = ['train_and_evaluate', 'loop']

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-from ml_collections import config_flags  # noqa: F401  (flags module imported for parity)
 
 from skeljax import config as config_lib
 
