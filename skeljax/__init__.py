@@ -1,0 +1,35 @@
+"""skeljax: self-supervised skeleton action representation learning in JAX.
+
+Importing skeljax turns off XLA:CPU's YNNPACK fusions (see `_xla_cpu_flags`)
+unless XLA_FLAGS already chooses them; import skeljax before the first JAX
+computation for this to take effect.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+
+# XLA:CPU in jaxlib 0.10 fuses dots into YNNPACK kernels that race: a jitted
+# ST-GCN train-mode forward returned wrong values (errors of 0.5-0.8 on outputs
+# of scale 2.5) on about one call in four, so the same seed gave different
+# losses. Eigen's dots are exact and deterministic. tests/test_models.py
+# (test_jitted_train_forward_is_repeatable) fails without this.
+_YNN_OFF = '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+  try:
+    return tuple(int(p) for p in metadata.version('jaxlib').split('.')[:2])
+  except (metadata.PackageNotFoundError, ValueError):
+    return (0, 0)
+
+
+def _xla_cpu_flags() -> None:
+  flags = os.environ.get('XLA_FLAGS', '')
+  # Older jaxlibs abort on the unknown flag; a user's own choice wins.
+  if _jaxlib_version() >= (0, 10) and 'xla_cpu_experimental_ynn_fusion_type' not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_OFF}'.strip()
+
+
+_xla_cpu_flags()

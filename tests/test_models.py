@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -289,3 +290,41 @@ def test_wrong_input_shape_is_one_clear_error():
   enc, variables = setup('transformer')
   with pytest.raises(ValueError, match='at most 12 frames'):
     enc.apply(variables, make_x(skeleton.NTU25, t=16), jnp.full((B,), 16), False)
+
+
+def test_jitted_train_forward_is_repeatable():
+  """The same jitted ST-GCN train-mode forward gives the same, correct numbers every call.
+
+  On jaxlib 0.10 XLA:CPU's YNNPACK dot fusions raced here (wrong outputs on
+  about one call in four); skeljax/__init__.py turns them off.
+  """
+  layout = skeleton.get_layout('ntu25')
+  enc = build_encoder(config.base_config().model, layout, 16)
+  x = make_x(layout, key=3, b=16, m=1, t=16)
+  n = jnp.full((16,), 16)
+  variables = jax.jit(functools.partial(enc.init, train=False))(jax.random.key(0), x, n)
+  fwd = jax.jit(lambda v, x: apply_eager(enc, v, x, n, train=True)[0])
+  want = np.asarray(apply_eager(enc, variables, x, n, train=True)[0])
+  outs = [np.asarray(fwd(variables, x)) for _ in range(16)]
+  for out in outs:
+    np.testing.assert_allclose(out, want, atol=1e-4)
+    np.testing.assert_array_equal(out, outs[0])
+
+
+def test_ynn_flag_is_appended_and_a_users_choice_kept(monkeypatch):
+  import skeljax
+
+  monkeypatch.setattr(skeljax, '_jaxlib_version', lambda: (0, 10))
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+  skeljax._xla_cpu_flags()
+  assert os.environ['XLA_FLAGS'].split() == [
+    '--xla_force_host_platform_device_count=8',
+    skeljax._YNN_OFF,
+  ]
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=individual_dot')
+  skeljax._xla_cpu_flags()
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type=individual_dot'
+  monkeypatch.setattr(skeljax, '_jaxlib_version', lambda: (0, 9))
+  monkeypatch.delenv('XLA_FLAGS')
+  skeljax._xla_cpu_flags()
+  assert 'XLA_FLAGS' not in os.environ
