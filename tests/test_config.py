@@ -92,6 +92,7 @@ def _main(*args):
     (['--config=configs/demo.py:nonsense'], 'unknown config arg'),
     (['--config=configs/demo.py', '--config.data.layout=ntu26'], 'unknown joint layout'),
     (['--config=configs/demo.py', '--config.pretrain.batch_size=48'], 'queue_size'),
+    (['--config=configs/demo.py', '--config.num_processes=2'], 'processes were launched'),
     (
       [
         '--config=configs/ntu60.py',

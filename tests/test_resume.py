@@ -54,15 +54,24 @@ def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
   assert len(want) > 20
 
   killed = tmp_path / 'killed'
-  for kill_after_ckpts in (1, 3):  # kill twice, at different points
+  ck = killed / 'checkpoints' / 'pretrain'
+
+  def saving_or_saved():  # any entry: Orbax's temporary folder of a save in flight, or a step
+    return ck.is_dir() and any(True for _ in ck.iterdir())
+
+  def newer_than(step):
+    return lambda: max(_checkpoint_steps(killed), default=0) > step
+
+  # Kill once while the first save is (likely) in flight, then again after the
+  # resumed run has saved past the point it resumed from.
+  for ready in (saving_or_saved, None):
+    ready = ready or newer_than(max(_checkpoint_steps(killed), default=0))
     p = subprocess.Popen(
       _cmd(killed, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None:
-      if len(_checkpoint_steps(killed)) >= kill_after_ckpts:
-        break
-      time.sleep(0.05)
+    while time.time() < deadline and p.poll() is None and not ready():
+      time.sleep(0.02)
     assert p.poll() is None, 'the run ended before it could be killed'
     p.send_signal(signal.SIGKILL)
     p.wait()

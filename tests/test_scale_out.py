@@ -50,6 +50,30 @@ def _curve(workdir):
     return [(r['step'], r['loss']) for r in map(json.loads, f) if r['stage'] == 'pretrain']
 
 
+def _final_queue(workdir):
+  """The MoCo queue of the last pretraining checkpoint, read as NumPy on any device count."""
+  import jax
+  import numpy as np
+  import orbax.checkpoint as ocp
+
+  ck = os.path.join(workdir, 'checkpoints', 'pretrain')
+  path = os.path.join(ck, str(max(int(n) for n in os.listdir(ck) if n.isdigit())), 'state')
+  reader = ocp.PyTreeCheckpointer()
+  meta = reader.metadata(path)
+  tree = getattr(getattr(meta, 'item_metadata', meta), 'tree', meta)
+  args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  state = reader.restore(path, restore_args=args)
+  return state['queue'], int(state['queue_ptr'])
+
+
+def _same_queue(a, b):
+  import numpy as np
+
+  (qa, pa), (qb, pb) = _final_queue(a), _final_queue(b)
+  assert pa == pb
+  np.testing.assert_allclose(qa, qb, atol=1e-4)
+
+
 def _close(a, b, tol=1e-4):
   assert [s for s, _ in a] == [s for s, _ in b]
   for (s, x), (_, y) in zip(a, b, strict=True):
@@ -75,6 +99,7 @@ def test_one_and_eight_devices_agree_and_checkpoints_move_between_them(tmp_path)
   _main(one, data_dir, 1)
   _main(eight, data_dir, 8)
   _close(_curve(eight), _curve(one))
+  _same_queue(eight, one)
   r1 = json.loads((one / 'results.json').read_text())['stages']['linear']['top1']
   r8 = json.loads((eight / 'results.json').read_text())['stages']['linear']['top1']
   assert abs(r1 - r8) <= 100.0 / 28 + 1e-6  # at most one test clip may flip
@@ -128,6 +153,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   # Only process 0 reports.
   assert 'results:' in outs[0][0] and 'results:' not in outs[1][0]
   _close(_curve(multi), _curve(single))
+  _same_queue(multi, single)
   # A checkpoint written by two processes restores in one.
   _rewind(multi, 4)
   r = _main(multi, data_dir, 4)
@@ -136,40 +162,48 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dead_process_stops_the_others_within_the_heartbeat(tmp_path):
+def test_a_dead_process_stops_the_others_within_the_heartbeat_and_the_run_resumes(tmp_path):
+  import time
+
+  workdir, data_dir = tmp_path / 'run', tmp_path / 'data'
+  longer = ['--config.pretrain.epochs=20', '--config.stages=("pretrain",)']
   port = _free_port()
   cmd = [
     sys.executable,
     '-m',
     'skeljax.main',
     *BASE,
-    f'--workdir={tmp_path / "run"}',
-    f'--config.data.data_dir={tmp_path / "data"}',
+    *longer,
+    f'--workdir={workdir}',
+    f'--config.data.data_dir={data_dir}',
     f'--coordinator=127.0.0.1:{port}',
     '--num_processes=2',
     '--heartbeat_timeout=10',
   ]
-  survivor = subprocess.Popen(
-    [*cmd, '--process_id=0'],
-    cwd=REPO,
-    env=_env(2),
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
+  survivor, victim = (
+    subprocess.Popen(
+      [*cmd, f'--process_id={i}'],
+      cwd=REPO,
+      env=_env(2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
   )
-  victim = subprocess.Popen(
-    [*cmd, '--process_id=1'],
-    cwd=REPO,
-    env=_env(2),
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
-  import time
-
-  time.sleep(15)  # both joined and started
+  ck = workdir / 'checkpoints' / 'pretrain'
+  deadline = time.time() + 300
+  # Kill process 1 once both are training (a checkpoint exists).
+  while time.time() < deadline and not (ck.is_dir() and any(n.isdigit() for n in os.listdir(ck))):
+    assert survivor.poll() is None and victim.poll() is None, 'a process ended before the kill'
+    time.sleep(0.1)
   victim.kill()
   victim.wait()
-  _, err = survivor.communicate(timeout=180)  # bounded: heartbeat 10 s plus shutdown
+  killed_at = time.time()
+  _, err = survivor.communicate(timeout=180)
+  assert time.time() - killed_at < 120  # bounded: heartbeat 10 s plus shutdown
   assert survivor.returncode != 0
   assert 'another task died' in err or 'unhealthy' in err or 'heartbeat' in err.lower()
+  # The same workdir resumes, here on one process.
+  r = _main(workdir, data_dir, 2, *longer)
+  assert 'resumed from step' in r.stdout

@@ -113,3 +113,41 @@ def test_non_finite_loss_stops_with_step_and_part(tmp_path):
   )
   with pytest.raises(loop.NonFiniteLoss, match=r'non-finite .* at step \d+'):
     run.train_and_evaluate(config, str(tmp_path / 'nan'))
+
+
+def test_linear_probe_leaves_the_encoder_bit_identical(demo_run, tmp_path):
+  """The augmented linear path trains encoder + classifier jointly; the encoder must not move.
+
+  Weight decay and a large learning rate would move any parameter the mask let through.
+  """
+  import jax
+
+  from skeljax import data, evaluate
+  from skeljax import mesh as mesh_lib
+
+  config, workdir, _ = demo_run
+  config = config.copy_and_resolve_references()
+  config.linear.augment = True
+  config.linear.epochs = 2
+  config.linear.optimizer = 'adamw'
+  config.linear.weight_decay = 0.5
+  config.linear.lr = 1.0
+  before = evaluate.encoder_variables(config, str(workdir / 'encoder'))
+  before = jax.tree.map(np.asarray, before)
+  train = data.load_split(data.prepare(config.data), config.data, 'train')
+  enc, _, clf_params, _ = evaluate.train_supervised(
+    config,
+    str(tmp_path),
+    mesh_lib.make_mesh(),
+    'linear',
+    config.linear,
+    jax.tree.map(jax.numpy.asarray, before),
+    train,
+    frozen_encoder=True,
+    augmented=True,
+  )
+  after = jax.tree.map(np.asarray, enc)
+  assert jax.tree.structure(after) == jax.tree.structure(before)
+  for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert np.abs(np.asarray(clf_params['fc']['bias'])).max() > 0  # trained: its bias starts at 0

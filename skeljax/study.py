@@ -1,0 +1,226 @@
+"""The MCC study: MCC against its baseline and ablations, one table, several seeds.
+
+  python -m skeljax.study --config=configs/nw_ucla.py --workdir=runs/study_nw_ucla \
+      --seeds=0,1,2 [--config.pretrain.epochs=60 ...]
+
+Each row is an ordinary `train_and_evaluate` run in <workdir>/<row>/seed<k>, so
+a killed study resumes where it stopped and finished runs are skipped. Rows:
+
+  mcc               MCC pretrain -> linear
+  contrastive       SkeletonCLR baseline (same epochs) -> linear
+  no_negative       MCC without the motion-broken negative -> linear
+  no_interp         MCC without interpolation -> linear
+  contrastive_time  the baseline given MCC's pretraining wall time (more epochs) -> linear
+  random            random-init encoder -> linear
+  scratch           supervised from random init
+  mcc_finetune      MCC's encoder (row mcc) fine-tuned end to end
+
+Every pretraining row also reports kNN. The table (mean ± std over seeds of
+top-1, kNN-1, pretrain wall time) goes to <workdir>/study.md and study.json,
+with a bar chart in <workdir>/study.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Base config file[:arg].')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Study folder.')
+_SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds, comma-separated.')
+_ROWS = flags.DEFINE_list('rows', None, 'Subset of rows to run (default: all).')
+
+PRETRAIN_ROWS = {
+  'mcc': {},
+  'contrastive': {'objective': 'contrastive'},
+  'no_negative': {'mcc.broken_negative': False},
+  'no_interp': {'mcc.interpolation': False},
+}
+ROWS = (*PRETRAIN_ROWS, 'contrastive_time', 'random', 'scratch', 'mcc_finetune')
+
+
+def _set(config, dotted: str, value) -> None:
+  section, _, field = dotted.rpartition('.')
+  (config[section] if section else config)[field] = value
+
+
+def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None = None):
+  """The config of one study row; `workdir` is the study folder."""
+  c = base.copy_and_resolve_references()
+  c.seed = seed
+  c.random_reference = False
+  if row in PRETRAIN_ROWS:
+    c.stages = ('pretrain', 'linear', 'knn')
+    for k, v in PRETRAIN_ROWS[row].items():
+      _set(c, k, v)
+  elif row == 'contrastive_time':
+    c.stages = ('pretrain', 'linear', 'knn')
+    c.objective = 'contrastive'
+    c.pretrain.epochs = time_epochs
+  elif row == 'random':
+    c.stages = ('linear', 'knn')
+    c.init_from = 'random'
+  elif row == 'scratch':
+    c.stages = ('scratch',)
+  elif row == 'mcc_finetune':
+    c.stages = ('finetune',)
+    c.init_from = os.path.join(workdir, 'mcc', f'seed{seed}')
+  else:
+    raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
+  return c
+
+
+def _load(path: str) -> dict | None:
+  try:
+    with open(os.path.join(path, 'results.json')) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+def equal_time_epochs(mcc: dict, contrastive: dict, epochs: int) -> int:
+  """Baseline epochs that cost MCC's pretraining wall time (from the measured stages)."""
+  ratio = (
+    mcc['stages']['pretrain']['stage_wall_s'] / contrastive['stages']['pretrain']['stage_wall_s']
+  )
+  return max(epochs, round(epochs * ratio))
+
+
+def _stat(values: list[float]) -> dict:
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  if not values:
+    return {'mean': None, 'std': None, 'n': 0}
+  return {
+    'mean': float(np.mean(values)),
+    'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+    'n': len(values),
+  }
+
+
+def summarize(workdir: str, rows, seeds) -> list[dict]:
+  """One record per row: mean/std of top-1, kNN-1 and pretraining wall time over seeds."""
+  out = []
+  for row in rows:
+    runs = [r for r in (_load(os.path.join(workdir, row, f'seed{s}')) for s in seeds) if r]
+    if not runs:
+      continue
+    main = {'scratch': 'scratch', 'mcc_finetune': 'finetune'}.get(row, 'linear')
+    top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
+    knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
+    wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
+    first = runs[0]
+    out.append(
+      {
+        'row': row,
+        'protocol': main,
+        'top1': _stat(top1),
+        'knn1': _stat(knn1),
+        'pretrain_wall_s': _stat(wall),
+        'pretrain_epochs': first['stages'].get('pretrain', {}).get('epochs'),
+        'seeds': [r['protocol']['seed'] for r in runs],
+        'device': first['device'],
+      }
+    )
+  return out
+
+
+def _fmt(s: dict, digits: int = 1) -> str:
+  if s['mean'] is None:
+    return ''
+  return f'{s["mean"]:.{digits}f} ± {s["std"]:.{digits}f}' if s['n'] > 1 else f'{s["mean"]:.1f}'
+
+
+def markdown(records: list[dict], base) -> str:
+  d = base.data
+  lines = [
+    f'# Study: {d.name}/{d.config}, T={d.frames}, {base.model.name}/{base.model.size}, '
+    f'pretrain batch {base.pretrain.batch_size}, linear {base.linear.epochs} epochs',
+    '',
+    '| row | protocol | top-1 % | kNN-1 % | pretrain epochs | pretrain wall s | seeds |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for r in records:
+    lines.append(
+      f'| {r["row"]} | {r["protocol"]} | {_fmt(r["top1"])} | {_fmt(r["knn1"])} | '
+      f'{r["pretrain_epochs"] or ""} | {_fmt(r["pretrain_wall_s"], 0)} | '
+      f'{",".join(map(str, r["seeds"]))} |'
+    )
+  if records:
+    lines += ['', f'device: {records[0]["device"]}']
+  return '\n'.join(lines)
+
+
+def run_study(base, workdir: str, seeds: list[int], rows=ROWS) -> list[dict]:
+  from skeljax import plots, run
+
+  workdir = os.path.abspath(workdir)
+  for row in rows:
+    if row not in ROWS:
+      raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
+  for seed in seeds:
+    for row in rows:
+      time_epochs = None
+      if row == 'contrastive_time':
+        mcc, con = (_load(os.path.join(workdir, r, f'seed{seed}')) for r in ('mcc', 'contrastive'))
+        if not (mcc and con):
+          print(f'study: {row} needs rows mcc and contrastive of seed {seed}; skipped', flush=True)
+          continue
+        time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
+      if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):
+        print(f'study: {row} needs row mcc of seed {seed}; skipped', flush=True)
+        continue
+      print(f'study: {row}, seed {seed}', flush=True)
+      run.train_and_evaluate(
+        row_config(base, row, seed, workdir, time_epochs),
+        os.path.join(workdir, row, f'seed{seed}'),
+      )
+  records = summarize(workdir, rows, seeds)
+  with open(os.path.join(workdir, 'study.json'), 'w') as f:
+    json.dump(records, f, indent=2)
+  with open(os.path.join(workdir, 'study.md'), 'w') as f:
+    f.write(markdown(records, base) + '\n')
+  bars = [
+    {'name': f'{r["row"]} ({r["protocol"]})', 'mean': r['top1']['mean'], 'std': r['top1']['std']}
+    for r in records
+    if r['top1']['mean'] is not None
+  ]
+  if bars:
+    plots.study_bars(bars, os.path.join(workdir, 'study.png'), f'{base.data.name} study')
+  print(markdown(records, base), flush=True)
+  return records
+
+
+def main(argv) -> int:
+  flags.FLAGS(argv)
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    print('skeljax: error: --config and --workdir are required', file=sys.stderr)
+    return 2
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    print(f'skeljax: error: --seeds must be integers, got {_SEEDS.value}', file=sys.stderr)
+    return 2
+  rows = tuple(_ROWS.value or ROWS)
+  unknown = [r for r in rows if r not in ROWS]
+  if unknown:
+    print(f'skeljax: error: unknown rows {unknown}; use {", ".join(ROWS)}', file=sys.stderr)
+    return 2
+  from skeljax import config as config_lib
+  from skeljax import data
+
+  try:
+    run_study(_CONFIG.value, _WORKDIR.value, seeds, rows)
+  except (config_lib.ConfigError, data.DataError) as e:
+    print(f'skeljax: error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))

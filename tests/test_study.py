@@ -1,0 +1,80 @@
+"""The study runner: row configs, equal-time epochs, mean ± std table."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from skeljax import config as config_lib
+from skeljax import study
+
+from .conftest import REPO
+
+
+def _fake_run(path, seed, top1, knn1=None, wall=None, stage='linear', epochs=10):
+  path.mkdir(parents=True)
+  stages = {stage: {'top1': top1, 'top5': 100.0}}
+  if knn1 is not None:
+    stages['knn'] = {'k1': {'top1': knn1}, 'top1': knn1}
+  if wall is not None:
+    stages['pretrain'] = {'stage_wall_s': wall, 'epochs': epochs}
+  payload = {'stages': stages, 'protocol': {'seed': seed}, 'device': 'cpu:cpu x1'}
+  (path / 'results.json').write_text(json.dumps(payload))
+
+
+def test_row_configs_switch_exactly_one_thing(tmp_path):
+  base = config_lib.base_config()
+  mcc = study.row_config(base, 'mcc', 3, str(tmp_path))
+  assert mcc.seed == 3 and mcc.objective == 'mcc' and not mcc.random_reference
+  assert study.row_config(base, 'contrastive', 3, str(tmp_path)).objective == 'contrastive'
+  assert not study.row_config(base, 'no_negative', 3, str(tmp_path)).mcc.broken_negative
+  assert not study.row_config(base, 'no_interp', 3, str(tmp_path)).mcc.interpolation
+  assert study.row_config(base, 'random', 3, str(tmp_path)).init_from == 'random'
+  ft = study.row_config(base, 'mcc_finetune', 3, str(tmp_path))
+  assert ft.stages == ('finetune',) and ft.init_from == str(tmp_path / 'mcc' / 'seed3')
+  timed = study.row_config(base, 'contrastive_time', 3, str(tmp_path), time_epochs=17)
+  assert timed.pretrain.epochs == 17 and timed.objective == 'contrastive'
+  assert base.seed == 0 and base.objective == 'mcc'  # the base is not modified
+  with pytest.raises(ValueError, match='unknown study row'):
+    study.row_config(base, 'nope', 0, str(tmp_path))
+
+
+def test_equal_time_epochs_scale_by_measured_wall():
+  mcc = {'stages': {'pretrain': {'stage_wall_s': 300.0}}}
+  con = {'stages': {'pretrain': {'stage_wall_s': 150.0}}}
+  assert study.equal_time_epochs(mcc, con, 20) == 40
+  assert study.equal_time_epochs(con, mcc, 20) == 20  # never fewer than the equal-epoch row
+
+
+def test_summary_means_and_sample_std(tmp_path):
+  for seed, top1 in ((0, 60.0), (1, 70.0), (2, 80.0)):
+    _fake_run(tmp_path / 'mcc' / f'seed{seed}', seed, top1, knn1=top1 - 10, wall=100.0 + seed)
+  _fake_run(tmp_path / 'scratch' / 'seed0', 0, 90.0, stage='scratch')
+  records = study.summarize(str(tmp_path), ('mcc', 'scratch', 'random'), [0, 1, 2])
+  assert [r['row'] for r in records] == ['mcc', 'scratch']  # rows without runs are left out
+  mcc, scratch = records
+  assert mcc['top1'] == {'mean': 70.0, 'std': 10.0, 'n': 3}
+  assert mcc['knn1']['mean'] == 60.0 and mcc['pretrain_wall_s']['mean'] == 101.0
+  assert scratch['protocol'] == 'scratch' and scratch['top1'] == {'mean': 90.0, 'std': 0.0, 'n': 1}
+  table = study.markdown(records, config_lib.base_config())
+  assert '| mcc | linear | 70.0 ± 10.0 | 60.0 ± 10.0 | 10 | 101 ± 1 | 0,1,2 |' in table
+
+
+def test_unknown_row_is_one_line_error(tmp_path):
+  r = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'skeljax.study',
+      '--config=configs/demo.py:tiny',
+      f'--workdir={tmp_path}',
+      '--rows=mcc,bogus',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines()[-1].startswith('skeljax: error: unknown rows')
