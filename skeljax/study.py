@@ -10,6 +10,7 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   contrastive       SkeletonCLR baseline (same epochs) -> linear
   no_negative       MCC without the motion-broken negative -> linear
   no_interp         MCC without interpolation -> linear
+  speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear
   contrastive_time  the baseline given MCC's pretraining wall time (more epochs) -> linear
   random            random-init encoder -> linear
   scratch           supervised from random init
@@ -41,6 +42,7 @@ PRETRAIN_ROWS = {
   'contrastive': {'objective': 'contrastive'},
   'no_negative': {'mcc.broken_negative': False},
   'no_interp': {'mcc.interpolation': False},
+  'speed_only': {'mcc.broken_negative': False, 'mcc.interpolation': False},
 }
 ROWS = (*PRETRAIN_ROWS, 'contrastive_time', 'random', 'scratch', 'mcc_finetune')
 

@@ -30,6 +30,8 @@ def test_row_configs_switch_exactly_one_thing(tmp_path):
   assert study.row_config(base, 'contrastive', 3, str(tmp_path)).objective == 'contrastive'
   assert not study.row_config(base, 'no_negative', 3, str(tmp_path)).mcc.broken_negative
   assert not study.row_config(base, 'no_interp', 3, str(tmp_path)).mcc.interpolation
+  speed = study.row_config(base, 'speed_only', 3, str(tmp_path))
+  assert speed.mcc.speed_positive and not (speed.mcc.broken_negative or speed.mcc.interpolation)
   assert study.row_config(base, 'random', 3, str(tmp_path)).init_from == 'random'
   ft = study.row_config(base, 'mcc_finetune', 3, str(tmp_path))
   assert ft.stages == ('finetune',) and ft.init_from == str(tmp_path / 'mcc' / 'seed3')
