@@ -113,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
     momentum=0.999,  # key-encoder EMA
     temperature=0.07,
     interp_weight=1.0,  # lambda for the interpolation loss
+    negative_weight=1.0,  # w: the broken negative's weight in the InfoNCE denominator
     speed_positive=True,  # False: positive at speed 1 (ablation)
     broken_negative=True,  # False: queue negatives only (ablation)
     interpolation=True,  # False: no interpolation loss (ablation)
@@ -193,6 +194,10 @@ def validate(
   _check(m.queue_size > 0, 'mcc.queue_size must be positive')
   _check(0 <= m.momentum < 1, 'mcc.momentum must be in [0, 1)')
   _check(m.temperature > 0, 'mcc.temperature must be positive')
+  _check(
+    m.negative_weight >= 0,
+    'mcc.negative_weight must be >= 0 (0 drops the broken negative, 1 is plain InfoNCE)',
+  )
   for name in ('pretrain', 'linear', 'finetune', 'semi', 'scratch'):
     sec = config[name]
     _check(sec.epochs > 0, f'{name}.epochs must be positive')

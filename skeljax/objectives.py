@@ -21,6 +21,7 @@ def info_nce(
   queue: jax.Array,
   k_neg: jax.Array | None = None,
   temperature: float = 0.07,
+  negative_weight: float = 1.0,
 ) -> tuple[jax.Array, dict]:
   """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, queue].
 
@@ -30,6 +31,9 @@ def info_nce(
     queue: [K, D] L2-normalised negative keys from past batches.
     k_neg: optional [B, D] per-sample hard negative key (the motion-broken clip).
     temperature: softmax temperature tau.
+    negative_weight: w, the hard negative's weight in the softmax denominator
+      (its exp term is multiplied by w, i.e. log w is added to its logit); 1 is
+      plain InfoNCE, w < 1 softens a negative that is too hard.
 
   Returns:
     (mean loss, metrics) with metrics['acc'] the fraction of samples whose
@@ -42,7 +46,10 @@ def info_nce(
     logits.append(jnp.sum(q * jax.lax.stop_gradient(k_neg), axis=-1, keepdims=True))
   logits.append(q @ queue.T)
   logits = jnp.concatenate(logits, axis=-1) / temperature
-  loss = -jax.nn.log_softmax(logits, axis=-1)[:, 0]
+  weighted = logits
+  if k_neg is not None and negative_weight != 1.0:
+    weighted = logits.at[:, 1].add(jnp.log(negative_weight))
+  loss = -jax.nn.log_softmax(weighted, axis=-1)[:, 0]
   acc = jnp.mean(jnp.argmax(logits, axis=-1) == 0)
   metrics = {'acc': acc}
   if k_neg is not None:

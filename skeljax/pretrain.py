@@ -179,7 +179,9 @@ def train_step(
       rngs={'dropout': k_drop_q},
     )
     q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
-    nce, parts = objectives.info_nce(q[:b], k_pos, state.queue, k_neg, m.temperature)
+    nce, parts = objectives.info_nce(
+      q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight
+    )
     if m.symmetric:
       nce2, _ = objectives.info_nce(q[b:], keys[-1], state.queue, None, m.temperature)
       nce = 0.5 * (nce + nce2)

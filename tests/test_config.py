@@ -56,6 +56,7 @@ def test_unknown_config_arg_is_an_error():
     ('augment.segments', 1, 'segments'),
     ('augment.crop_ratio', (0.9, 0.5), 'crop_ratio'),
     ('mcc.temperature', 0.0, 'temperature'),
+    ('mcc.negative_weight', -0.5, 'negative_weight'),
     ('pretrain.batch_size', 100, 'queue_size'),
   ],
 )

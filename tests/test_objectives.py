@@ -13,16 +13,14 @@ def _unit(rng, *shape):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _np_info_nce(q, k, queue, k_neg, tau):
+def _np_info_nce(q, k, queue, k_neg, tau, w=1.0):
   losses = []
   for i in range(q.shape[0]):
-    logits = [q[i] @ k[i]]
+    pos = np.exp(np.float64(q[i] @ k[i]) / tau)
+    denom = pos + sum(np.exp(np.float64(q[i] @ queue[j]) / tau) for j in range(queue.shape[0]))
     if k_neg is not None:
-      logits.append(q[i] @ k_neg[i])
-    logits += [q[i] @ queue[j] for j in range(queue.shape[0])]
-    logits = np.asarray(logits, np.float64) / tau
-    m = logits.max()
-    losses.append(-(logits[0] - m - np.log(np.exp(logits - m).sum())))
+      denom += w * np.exp(np.float64(q[i] @ k_neg[i]) / tau)
+    losses.append(-np.log(pos / denom))
   return float(np.mean(losses))
 
 
@@ -34,6 +32,17 @@ def test_info_nce_matches_numpy(with_neg):
   want = _np_info_nce(q, k, queue, neg if with_neg else None, 0.07)
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
   assert 0.0 <= float(metrics['acc']) <= 1.0
+
+
+@pytest.mark.parametrize('w', [0.0, 0.25, 1.0, 3.0])
+def test_negative_weight_scales_its_term_in_the_denominator(w):
+  rng = np.random.default_rng(2)
+  q, k, neg, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 16, 8)
+  loss, _ = objectives.info_nce(q, k, queue, neg, 0.1, negative_weight=w)
+  np.testing.assert_allclose(float(loss), _np_info_nce(q, k, queue, neg, 0.1, w), rtol=1e-5)
+  if w == 0.0:  # weight 0 is the loss without the hard negative
+    without, _ = objectives.info_nce(q, k, queue, None, 0.1)
+    np.testing.assert_allclose(float(loss), float(without), rtol=1e-6)
 
 
 def test_hard_negative_equal_to_query_raises_loss():
