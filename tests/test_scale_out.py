@@ -129,25 +129,23 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process_with_four_devices(tmp_path):
-  data_dir = tmp_path / 'data'
-  single, multi = tmp_path / 'single', tmp_path / 'multi'
-  _main(single, data_dir, 4)  # also prepares the data once
+def _launch_two(workdir, data_dir, *extra, heartbeat):
+  """Processes 0 and 1 of one run on a loopback coordinator, two CPU devices each."""
   port = _free_port()
-  procs = [
+  return [
     subprocess.Popen(
       [
         sys.executable,
         '-m',
         'skeljax.main',
         *BASE,
-        f'--workdir={multi}',
+        *extra,
+        f'--workdir={workdir}',
         f'--config.data.data_dir={data_dir}',
         f'--coordinator=127.0.0.1:{port}',
         '--num_processes=2',
         f'--process_id={i}',
-        '--heartbeat_timeout=20',
+        f'--heartbeat_timeout={heartbeat}',
       ],
       cwd=REPO,
       env=_env(2),
@@ -157,6 +155,14 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     )
     for i in range(2)
   ]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_four_devices(tmp_path):
+  data_dir = tmp_path / 'data'
+  single, multi = tmp_path / 'single', tmp_path / 'multi'
+  _main(single, data_dir, 4)  # also prepares the data once
+  procs = _launch_two(multi, data_dir, heartbeat=20)
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-3000:]
@@ -177,30 +183,7 @@ def test_a_dead_process_stops_the_others_within_the_heartbeat_and_the_run_resume
 
   workdir, data_dir = tmp_path / 'run', tmp_path / 'data'
   longer = ['--config.pretrain.epochs=20', '--config.stages=("pretrain",)']
-  port = _free_port()
-  cmd = [
-    sys.executable,
-    '-m',
-    'skeljax.main',
-    *BASE,
-    *longer,
-    f'--workdir={workdir}',
-    f'--config.data.data_dir={data_dir}',
-    f'--coordinator=127.0.0.1:{port}',
-    '--num_processes=2',
-    '--heartbeat_timeout=10',
-  ]
-  survivor, victim = (
-    subprocess.Popen(
-      [*cmd, f'--process_id={i}'],
-      cwd=REPO,
-      env=_env(2),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  )
+  survivor, victim = _launch_two(workdir, data_dir, *longer, heartbeat=10)
   ck = workdir / 'checkpoints' / 'pretrain'
   deadline = time.time() + 300
   # Kill process 1 once both are training (a checkpoint exists).
