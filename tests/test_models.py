@@ -228,6 +228,27 @@ def test_fast_temporal_conv_matches_reference(stride):
   np.testing.assert_allclose(y, jax.jit(ref.apply)(params, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('stride,t', [(1, 13), (2, 13), (2, 12)])
+def test_fast_temporal_conv_gradients_match_autodiff(stride, t):
+  # The fast path's backward is written by hand (filter gradient as one matmul
+  # per tap); it must equal autodiff of lax.conv for the input, kernel and bias.
+  x = jax.random.normal(jax.random.key(0), (3, t, 5, 6))
+  fast = stgcn_lib.TemporalConv(7, stride)
+  ref = stgcn_lib.TemporalConv(7, stride, impl='reference')
+  params = jax.jit(fast.init)(jax.random.key(1), x)
+  t_out = (t - 1) // stride + 1
+  probe = jax.random.normal(jax.random.key(2), (3, t_out, 5, 7))
+
+  def loss(module, p, x):
+    return jnp.sum(jnp.sin(module.apply(p, x)) * probe)
+
+  g_fast = jax.jit(jax.grad(functools.partial(loss, fast), argnums=(0, 1)))(params, x)
+  g_ref = jax.jit(jax.grad(functools.partial(loss, ref), argnums=(0, 1)))(params, x)
+  for u, v in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref), strict=True):
+    assert u.shape == v.shape
+    np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('cin,cout', [(3, 8), (8, 8), (8, 4)])
 def test_fast_graph_conv_matches_reference(cin, cout):
   a = jnp.asarray(skeleton.NTU25.adjacency('spatial'))
@@ -250,6 +271,30 @@ def test_fast_stgcn_matches_reference_end_to_end():
     b = apply(ref, variables, x, n, train)
     for u, v in zip(a, b, strict=True):
       np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_stgcn_gradients_match_reference():
+  widths, strides = (8, 16), (1, 2)
+  fast = STGCN(skeleton.KINECT20, widths, strides)
+  ref = STGCN(skeleton.KINECT20, widths, strides, impl='reference')
+  x, n = make_x(skeleton.KINECT20), jnp.array([T, 5])
+  variables = jax.jit(functools.partial(fast.init, train=False))(jax.random.key(1), x, n)
+
+  def loss(module, params):
+    (pooled, temporal), _ = module.apply(
+      {**variables, 'params': params}, x, n, train=True, mutable=['batch_stats']
+    )
+    return jnp.sum(jnp.sin(pooled)) + jnp.sum(temporal**2)
+
+  g_fast = jax.jit(jax.grad(functools.partial(loss, fast)))(variables['params'])
+  g_ref = jax.jit(jax.grad(functools.partial(loss, ref)))(variables['params'])
+  flat_ref = dict(jax.tree_util.tree_leaves_with_path(g_ref))
+  # Biases in front of a BatchNorm have a zero true gradient, so theirs is
+  # float32 rounding in either formulation: tolerances are relative to the
+  # largest gradient.
+  scale = max(float(jnp.abs(g).max()) for g in flat_ref.values())
+  for path, u in jax.tree_util.tree_leaves_with_path(g_fast):
+    np.testing.assert_allclose(u, flat_ref[path], rtol=1e-4, atol=1e-5 * scale, err_msg=str(path))
 
 
 def test_projection_head_and_classifier_shapes():
