@@ -10,7 +10,8 @@ is batch 128 with two persons. Rows: the stacked-taps matmul formulations that
 input gradient, the filter gradient as one matmul per tap), and torch's
 `Conv2d((9, 1))` (oneDNN) when torch is installed. Wall ms, median of
 `--repeats` after one warm-up; forward, and forward + backward (input and
-kernel gradients). The results are in docs/models.md.
+kernel gradients). Last, the GFLOP/s of block 10's matmul shape in jnp, numpy and
+torch. The results are in docs/models.md.
 """
 
 from __future__ import annotations
@@ -98,6 +99,31 @@ def torch_row(x: np.ndarray, w: np.ndarray, repeats: int) -> dict | None:
   }
 
 
+def gemm_rates(repeats: int, m: int = 83200, k: int = 768, n: int = 256) -> dict:
+  """GFLOP/s of block 10's matmul shape (`[N*T*V, 3*256] @ [3*256, 256]`) in jnp, numpy, torch.
+
+  Run under other `XLA_FLAGS` (e.g. `--xla_cpu_experimental_onednn_fusion_type=dot`) to
+  compare XLA:CPU's libraries.
+  """
+  rng = np.random.default_rng(0)
+  a = rng.standard_normal((m, k)).astype(np.float32)
+  b = rng.standard_normal((k, n)).astype(np.float32)
+  flops = 2 * m * k * n
+  aj, bj = jnp.asarray(a), jnp.asarray(b)
+  mm = jax.jit(jnp.matmul)
+  rates = {
+    'jnp': flops / _median_ms(lambda: mm(aj, bj).block_until_ready(), repeats) / 1e6,
+    'numpy': flops / _median_ms(lambda: a @ b, repeats) / 1e6,
+  }
+  try:
+    import torch
+  except ImportError:
+    return rates
+  at, bt = torch.from_numpy(a), torch.from_numpy(b)
+  rates['torch'] = flops / _median_ms(lambda: at @ bt, repeats) / 1e6
+  return rates
+
+
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--shapes', default='', help='N,T,C;N,T,C... (default: stgcn small)')
@@ -126,8 +152,11 @@ def main(argv=None) -> list[dict]:
         flush=True,
       )
     results.append({'shape': [n, t, 25, c], 'kernel': 9, 'rows': rows})
+  gemm = gemm_rates(args.repeats)
+  print('GEMM 83200x768 @ 768x256, GFLOP/s: ' + ', '.join(f'{k} {v:.0f}' for k, v in gemm.items()))
   device = jax.devices()[0].device_kind
-  print(json.dumps({'benchmark': 'temporal_conv', 'device': device, 'results': results}))
+  summary = {'benchmark': 'temporal_conv', 'device': device, 'results': results, 'gemm': gemm}
+  print(json.dumps(summary))
   return results
 
 
