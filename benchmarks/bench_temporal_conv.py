@@ -31,7 +31,8 @@ from skeljax.models import stgcn  # importing skeljax sets the XLA flags it runs
 SMALL_SHAPES = ((256, 50, 16), (256, 25, 32), (256, 13, 64), (256, 13, 256))
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> float:
+  """Median wall ms of `fn()` over `repeats` calls after one warm-up call."""
   fn()
   times = []
   for _ in range(repeats):
@@ -68,8 +69,8 @@ def jax_rows(x, w, repeats: int) -> dict:
     fwd = jax.jit(lambda w, x, conv=conv: conv(x, w))
     both = jax.jit(jax.grad(loss, argnums=(0, 1)))
     out[name] = {
-      'forward_ms': _median_ms(lambda f=fwd: f(w, x).block_until_ready(), repeats),
-      'forward_backward_ms': _median_ms(lambda f=both: jax.block_until_ready(f(w, x)), repeats),
+      'forward_ms': median_ms(lambda f=fwd: f(w, x).block_until_ready(), repeats),
+      'forward_backward_ms': median_ms(lambda f=both: jax.block_until_ready(f(w, x)), repeats),
     }
   return out
 
@@ -94,8 +95,8 @@ def torch_row(x: np.ndarray, w: np.ndarray, repeats: int) -> dict | None:
     (conv(xt) ** 2).sum().backward()
 
   return {
-    'forward_ms': _median_ms(forward, repeats),
-    'forward_backward_ms': _median_ms(forward_backward, repeats),
+    'forward_ms': median_ms(forward, repeats),
+    'forward_backward_ms': median_ms(forward_backward, repeats),
   }
 
 
@@ -112,15 +113,15 @@ def gemm_rates(repeats: int, m: int = 83200, k: int = 768, n: int = 256) -> dict
   aj, bj = jnp.asarray(a), jnp.asarray(b)
   mm = jax.jit(jnp.matmul)
   rates = {
-    'jnp': flops / _median_ms(lambda: mm(aj, bj).block_until_ready(), repeats) / 1e6,
-    'numpy': flops / _median_ms(lambda: a @ b, repeats) / 1e6,
+    'jnp': flops / median_ms(lambda: mm(aj, bj).block_until_ready(), repeats) / 1e6,
+    'numpy': flops / median_ms(lambda: a @ b, repeats) / 1e6,
   }
   try:
     import torch
   except ImportError:
     return rates
   at, bt = torch.from_numpy(a), torch.from_numpy(b)
-  rates['torch'] = flops / _median_ms(lambda: at @ bt, repeats) / 1e6
+  rates['torch'] = flops / median_ms(lambda: at @ bt, repeats) / 1e6
   return rates
 
 

@@ -20,24 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.bench_temporal_conv import median_ms
 from skeljax import skeleton  # importing skeljax sets the XLA flags it runs with
 from skeljax.models import stgcn
 
 
 def _median_s(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return median_ms(fn, repeats) / 1e3
 
 
 def reductions(repeats: int) -> dict:
