@@ -111,11 +111,12 @@ def _fast_temporal_conv_fwd(x, w, stride):
 def _fast_temporal_conv_bwd(stride, res, dy):
   x, w = res
   # d/dx is XLA's own transposed convolution (a forward conv with the flipped
-  # kernel: fast). XLA's filter gradient is a convolution that runs 5-10x slower
-  # than the same contraction as one matmul per tap, so d/dw is written out:
+  # kernel: fast); linear_transpose gives it without re-running the forward.
+  # XLA's filter gradient is a convolution that runs 5-10x slower than the same
+  # contraction as one matmul per tap, so d/dw is written out:
   # dw[i] = sum over (n, t, v) of x_padded[n, s t + i, v]^T dy[n, t, v].
-  _, x_vjp = jax.vjp(lambda x: _temporal_conv(x, w, stride), x)
-  (dx,) = x_vjp(dy)
+  conv_x = functools.partial(_temporal_conv, w=w, stride=stride)
+  (dx,) = jax.linear_transpose(conv_x, jax.ShapeDtypeStruct(x.shape, x.dtype))(dy)
   kt, cin, cout = w.shape
   pad = kt // 2
   xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
