@@ -216,8 +216,11 @@ class JaxSide:
       jax.random.PRNGKey(0)
     )
     x, n = synthetic_batch(proto)
-    self.batch = mesh_lib.to_global(mesh, {'x': x, 'n': n})
-    step = pretrain.jit_train_step(nets, config, tx, rep, mesh_lib.batch_sharded(mesh))
+    index = np.arange(len(n), dtype=np.int32)
+    self.batch = mesh_lib.to_global(mesh, {'x': x, 'n': n, 'index': index})
+    step = pretrain.jit_train_step(
+      nets, config, tx, rep, mesh_lib.batch_sharded(mesh), total_steps=100_000
+    )
     t0 = time.perf_counter()
     lowered = step.lower(self.state, self.batch)
     t1 = time.perf_counter()

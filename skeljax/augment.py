@@ -41,6 +41,7 @@ from skeljax import skeleton
 
 PAD_MODES = ('clip', 'edge', 'shift')
 NEGATIVES = ('segment_shuffle', 'reverse', 'local_shuffle')
+NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_shared')
 CENTRES = ('clip', 'frame', 'none')
 _EPS = float(np.finfo(np.float32).eps)
 _SNAP_ULPS = 8
@@ -58,6 +59,7 @@ class AugParams:
   speed_range: tuple[float, ...]
   pad_mode: str
   negative: str
+  negative_source: str
   segments: int
   local_window: int
   interp_drop: str
@@ -87,6 +89,7 @@ class AugParams:
       speed_range=tuple(float(s) for s in aug.speed_range),
       pad_mode=str(aug.pad_mode),
       negative=str(aug.negative),
+      negative_source=str(aug.get('negative_source', 'positive')),
       segments=int(aug.segments),
       local_window=int(aug.local_window),
       interp_drop=str(aug.interp_drop),
@@ -119,6 +122,10 @@ class AugParams:
       _need(self.speeds and min(self.speeds) > 0, 'augment.speeds must be non-empty and positive')
     _need(self.pad_mode in PAD_MODES, f'augment.pad_mode {self.pad_mode!r} not in {PAD_MODES}')
     _need(self.negative in NEGATIVES, f'augment.negative {self.negative!r} not in {NEGATIVES}')
+    _need(
+      self.negative_source in NEGATIVE_SOURCES,
+      f'augment.negative_source {self.negative_source!r} not in {NEGATIVE_SOURCES}',
+    )
     _need(self.segments >= 2, f'augment.segments must be >= 2, got {self.segments}')
     _need(self.local_window >= 2, f'augment.local_window must be >= 2, got {self.local_window}')
     _need(self.interp_drop in ('stride', 'random'), 'augment.interp_drop must be stride or random')
@@ -493,15 +500,22 @@ def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=No
 # ---------------------------------------------------------------- views
 
 
-def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int):
+def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=None):
+  """Resample -> (frame order) -> normalise -> spatial augmentation of one clip.
+
+  A broken `order` is applied before normalising, so the permuted clip is centred on its
+  own first frame like every other view (no off-centre first frame as a static cue).
+  """
   clip = resample(x, n, start, length, frames, p.pad_mode)
+  if order is not None:
+    clip = jnp.take(clip, order, axis=1)
   mask = presence_mask(clip)
   clip = normalise(clip, layout=layout, centre=p.centre, view_align=p.view_align, mask=mask)
   return spatial_augment(key, clip, aug=p, layout=layout, mask=mask)
 
 
 def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation):
-  k_crop, k_pos, k_aug_a, k_aug_p, k_neg, k_interp = jax.random.split(key, 6)
+  k_crop, k_pos, k_aug_a, k_aug_p, k_neg, k_interp, k_aug_n = jax.random.split(key, 7)
   start, length = random_crop(k_crop, n, p.crop_ratio)
   if speed_positive:
     speed = sample_speed(k_pos, p.speeds, p.speed_range)
@@ -518,7 +532,13 @@ def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negati
   }
   if broken_negative:
     order = broken_order(k_neg, frames, p.negative, p.segments, p.local_window)
-    out['negative'] = jnp.take(anchor, order, axis=1)
+    if p.negative_source == 'anchor_shared':
+      out['negative'] = jnp.take(anchor, order, axis=1)
+    else:
+      n_start, n_length = (
+        (p_start, p_length) if p.negative_source == 'positive' else (start, length)
+      )
+      out['negative'] = _view(k_aug_n, x, n, n_start, n_length, order=order, **view)
   if interpolation:
     sparse, dropped = interpolation_input(
       k_interp,
@@ -564,8 +584,11 @@ def make_views(
       long), own spatial augmentation; with speed_positive=False, speed 1 and
       its own independent crop (the SkeletonCLR baseline).
     'speed' [B]: the speeds used.
-    'negative' [B, M, T, V, C] (broken_negative): the anchor's frames in a
-      non-identity order (augment.negative).
+    'negative' [B, M, T, V, C] (broken_negative): a clip in a non-identity frame
+      order (augment.negative). Its frames come from augment.negative_source: the
+      positive's window ('positive') or the anchor's ('anchor'), resampled, permuted,
+      then normalised and augmented with its own draw; or the anchor's augmented clip
+      permuted ('anchor_shared').
     'interp_input', 'interp_target' [B, M, T, V, C], 'interp_mask' [B, T]
       (interpolation): sparse anchor, the anchor, 1.0 at dropped frames.
   """

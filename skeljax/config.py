@@ -66,6 +66,17 @@ def base_config() -> ml_collections.ConfigDict:
     train_split='train',
     test_split='test',
     num_workers=0,  # grain worker processes; 0 reads in the main process
+    # > 0: hold out this class-stratified fraction of the training split (fixed draw,
+    # the same for every seed) as a validation set. Every stage then trains on the rest
+    # and reports on the held-out part instead of the test split: tune with it, never
+    # on the test split.
+    val_fraction=0.0,
+    # 'field=value' (e.g. 'view=2'): hold out the training samples whose metadata field has
+    # that value instead, so validation mimics a cross-view (or cross-subject) test.
+    val_holdout='',
+    # Label-name pairs 'a|b' that are time reverses of each other (sit down / stand up):
+    # the linear probe reports their accuracy apart from the other classes.
+    reversed_pairs=(),
   )
 
   c.augment = _section(
@@ -74,6 +85,14 @@ def base_config() -> ml_collections.ConfigDict:
     speed_range=(),  # (lo, hi): log-uniform speeds instead of the set
     pad_mode='clip',  # window past the valid frames: 'clip' (= 'edge', hold) or 'shift' (slide in)
     negative='segment_shuffle',  # 'segment_shuffle', 'reverse' or 'local_shuffle'
+    # Which frames the broken clip permutes. 'positive': the positive's window, with its
+    # own augmentation draw and centred after the permutation, so it differs from the
+    # positive only in frame order (no augmentation or centring cue). 'anchor': the
+    # anchor's window, own augmentation. 'anchor_shared': the anchor's augmented clip
+    # permuted (the old design: it shares the query's augmentation, the positive does not,
+    # so ranking the positive first rewards order sensitivity over augmentation invariance,
+    # and its first frame is off-centre).
+    negative_source='positive',
     segments=4,  # k segments for segment_shuffle
     local_window=4,  # frames per shuffled block for local_shuffle
     interp_drop='stride',  # 'stride' (every r-th kept) or 'random'
@@ -109,11 +128,44 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mcc = _section(
     feature_dim=128,  # projection output
-    queue_size=32768,  # MoCo queue length (size it below the training set)
-    momentum=0.999,  # key-encoder EMA
+    # MoCo queue length. With mask_own it may exceed the training set; without, keep it
+    # below (a query would meet its own earlier key as a negative).
+    queue_size=32768,
+    # Store each key's sample id and drop the query's own earlier keys from its negatives.
+    # Without it a 512-key queue over NW-UCLA's 1,020 sequences shows ~13% of queries
+    # their own previous-epoch key as a "negative".
+    mask_own=True,
+    # Key-encoder EMA rate at step 0. MoCo's 0.999 assumes ~1e5 steps: over NW-UCLA's
+    # 900 steps it leaves 41% of the key weights at their random init. -1 derives it from
+    # the run length: time constant 1 / (1 - m) = ema_fraction * total steps, m within
+    # [0.9, 0.999] (0.999 at NTU-60 scale, ~0.95 for a 900-step run).
+    momentum=-1.0,
+    ema_fraction=0.02,
+    # 'cosine' (BYOL): m rises from its start value to 1 at the last step, so the late
+    # key encoder is a slow average of a converged query; 'constant' keeps it.
+    momentum_schedule='cosine',
+    # Ghost BatchNorm groups for the query and key passes (>= 2 closes the leak MoCo's
+    # Shuffle-BN closes): each pass normalises over groups of batch / bn_groups samples,
+    # and the key pass shuffles samples into its groups and restores their order after,
+    # so a query and its keys never share batch statistics. 1 = one global batch (leaky).
+    bn_groups=4,
     temperature=0.07,
-    interp_weight=1.0,  # lambda for the interpolation loss
-    negative_weight=1.0,  # w: the broken negative's weight in the InfoNCE denominator
+    # lambda for the interpolation loss. The loss is normalised by the error of the
+    # linear fill it starts from (1.0 = no better than linear interpolation), so lambda
+    # weighs a unit-free number against InfoNCE instead of metres squared.
+    interp_weight=1.0,
+    # Fraction of the batch that the interpolation pass (its own encoder pass over the
+    # frame-dropped anchors, decoded from per-joint features) sees each step; the query
+    # pass always sees the clean anchor, as in the baseline.
+    interp_fraction=0.5,
+    # How the motion-broken clip enters the loss. 'rank': it goes through the query
+    # encoder and must be farther from the positive key than the anchor is
+    # (objectives.broken_rank_loss, weight negative_weight). 'infonce': its EMA key is a
+    # hard negative in the InfoNCE denominator (weight w = negative_weight); measured to
+    # collapse when its frames match the positive's, because the encoder never sees a
+    # broken clip with gradient (docs/results.md).
+    negative_loss='rank',
+    negative_weight=1.0,  # rank: the term's weight; infonce: w in the denominator
     speed_positive=True,  # False: positive at speed 1 (ablation)
     broken_negative=True,  # False: queue negatives only (ablation)
     interpolation=True,  # False: no interpolation loss (ablation)
@@ -125,6 +177,13 @@ def base_config() -> ml_collections.ConfigDict:
   )
   c.linear = _train_section(epochs=100, batch_size=128, lr=3.0, weight_decay=0.0)
   c.linear.augment = False  # True: train the probe on augmented anchors
+  # z-score the frozen features with the training features' mean and std before the
+  # linear layer (fixed-feature path): the probe's lr then does not depend on the scale
+  # of one encoder's features.
+  c.linear.standardize = True
+  # Re-estimate the encoder's BatchNorm statistics on clean (eval_clip) training clips
+  # before the frozen stages: pretraining gathered them on augmented, ghost-batched views.
+  c.linear.recalibrate_bn = False
   c.knn = _section(k=(1, 20), temperature=0.1, batch_size=256)
   c.finetune = _train_section(epochs=100, batch_size=128, lr=0.1)
   c.semi = _train_section(epochs=100, batch_size=128, lr=0.1, fractions=(0.01, 0.1))
@@ -190,13 +249,48 @@ def validate(
     config.model.name in ('stgcn', 'transformer', 'gru'), 'model.name: stgcn, transformer or gru'
   )
   _check(config.model.size in ('small', 'base'), 'model.size must be small or base')
+  _check(
+    a.negative_source in ('positive', 'anchor', 'anchor_shared'),
+    f'augment.negative_source {a.negative_source!r} is not positive, anchor or anchor_shared',
+  )
   m = config.mcc
-  _check(m.queue_size > 0, 'mcc.queue_size must be positive')
-  _check(0 <= m.momentum < 1, 'mcc.momentum must be in [0, 1)')
-  _check(m.temperature > 0, 'mcc.temperature must be positive')
+  _check(m.queue_size > 0, f'mcc.queue_size must be positive, got {m.queue_size}')
+  _check(
+    m.momentum == -1 or 0 <= m.momentum < 1,
+    f'mcc.momentum must be in [0, 1), or -1 to derive it from the run length; got {m.momentum}',
+  )
+  _check(0 < m.ema_fraction <= 1, f'mcc.ema_fraction must be in (0, 1], got {m.ema_fraction}')
+  _check(
+    m.momentum_schedule in ('cosine', 'constant'),
+    f'mcc.momentum_schedule {m.momentum_schedule!r} is not cosine or constant',
+  )
+  _check(
+    0.01 <= m.temperature <= 10,
+    f'mcc.temperature must be in [0.01, 10] (peers use 0.07-0.2), got {m.temperature}',
+  )
+  _check(
+    m.negative_loss in ('rank', 'infonce'),
+    f'mcc.negative_loss {m.negative_loss!r} is not rank or infonce',
+  )
+  _check(m.interp_weight >= 0, f'mcc.interp_weight must be >= 0, got {m.interp_weight}')
+  _check(
+    0 < m.interp_fraction <= 1, f'mcc.interp_fraction must be in (0, 1], got {m.interp_fraction}'
+  )
+  _check(m.bn_groups >= 1, f'mcc.bn_groups must be >= 1, got {m.bn_groups}')
+  _check(
+    config.pretrain.batch_size % m.bn_groups == 0,
+    f'pretrain.batch_size={config.pretrain.batch_size} does not split into mcc.bn_groups='
+    f'{m.bn_groups} equal groups; use a batch size that is a multiple of {m.bn_groups}',
+  )
+  b_interp = config.pretrain.batch_size * m.interp_fraction
+  _check(
+    b_interp == int(b_interp),
+    f'mcc.interp_fraction={m.interp_fraction} of pretrain.batch_size='
+    f'{config.pretrain.batch_size} is not a whole number of samples',
+  )
   _check(
     m.negative_weight >= 0,
-    'mcc.negative_weight must be >= 0 (0 drops the broken negative, 1 is plain InfoNCE)',
+    f'mcc.negative_weight must be >= 0 (0 turns the broken clip off), got {m.negative_weight}',
   )
   for name in ('pretrain', 'linear', 'finetune', 'semi', 'scratch'):
     sec = config[name]
@@ -218,6 +312,24 @@ def validate(
     f'pretrain.batch_size={config.pretrain.batch_size}',
   )
   _check(config.eval_batch_size % num_devices == 0, 'eval_batch_size must divide over the devices')
+  _check(
+    0 <= config.data.val_fraction < 1,
+    f'data.val_fraction must be in [0, 1), got {config.data.val_fraction}',
+  )
+  vh = config.data.val_holdout
+  _check(
+    not vh or (vh.count('=') == 1 and vh.split('=')[1].lstrip('-').isdigit()),
+    f"data.val_holdout must be '' or 'field=integer' like 'view=2', got {vh!r}",
+  )
+  _check(
+    not (vh and config.data.val_fraction),
+    'set data.val_fraction or data.val_holdout, not both',
+  )
+  for pair in config.data.reversed_pairs:
+    _check(
+      isinstance(pair, str) and pair.count('|') == 1,
+      f"data.reversed_pairs entries are 'name a|name b', got {pair!r}",
+    )
   for f in config.semi.fractions:
     _check(0 < f <= 1, f'semi.fractions must lie in (0, 1], got {f}')
 

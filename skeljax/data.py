@@ -156,6 +156,53 @@ def _stack(samples: list[dict]) -> dict:
   return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
 
 
+class _Rows:
+  """A random-access view of some rows of a data source."""
+
+  def __init__(self, source, rows: np.ndarray):
+    self._source, self._rows = source, rows
+
+  def __len__(self) -> int:
+    return len(self._rows)
+
+  def __getitem__(self, i):
+    return self._source[int(self._rows[int(i)])]
+
+
+def validation_rows(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+  """(train rows, validation rows): a class-stratified `fraction` of each class held out.
+
+  The draw is fixed (it does not follow config.seed), so every seed of a study tunes on
+  the same validation set.
+  """
+  key = jax.random.PRNGKey(20211011)
+  held = []
+  for c in np.unique(labels):
+    rows = np.flatnonzero(labels == c)
+    take = int(round(fraction * len(rows)))
+    held.append(
+      rows[np.asarray(jax.random.permutation(jax.random.fold_in(key, int(c)), len(rows)))[:take]]
+    )
+  val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+  train = np.setdiff1d(np.arange(len(labels)), val)
+  return train, val
+
+
+def holdout_rows(split, field: str, value: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train rows, validation rows): the rows whose metadata `field` equals `value` held out."""
+  try:
+    values = np.asarray([int(split.source[i][field]) for i in range(split.size)])
+  except KeyError:
+    raise DataError(f'data.val_holdout: the records have no field {field!r}') from None
+  val = np.flatnonzero(values == value)
+  if len(val) == 0 or len(val) == split.size:
+    raise DataError(
+      f'data.val_holdout={field}={value} selects {len(val)} of {split.size} training samples; '
+      f'{field} takes the values {sorted(set(values.tolist()))}'
+    )
+  return np.flatnonzero(values != value), val
+
+
 @dataclasses.dataclass
 class Split:
   """One split of a prepared dataset: its source, size and label names."""
@@ -165,6 +212,12 @@ class Split:
   num_classes: int
   label_names: tuple[str, ...]
   preprocess: Preprocess
+
+  def subset(self, indices) -> Split:
+    """The split restricted to `indices` (rows renumbered 0..len-1)."""
+    return dataclasses.replace(
+      self, source=_Rows(self.source, np.asarray(indices)), size=len(indices)
+    )
 
   def read(self, indices) -> dict:
     return _stack([self.preprocess(self.source[int(i)]) for i in indices])
@@ -213,7 +266,10 @@ def train_batches(
 
   def load_step(step: int) -> dict:
     first = step * batch_size + pid * local
-    return _stack([split.preprocess(split.source[lookup(order[first + j])]) for j in range(local)])
+    rows = [lookup(order[first + j]) for j in range(local)]
+    out = _stack([split.preprocess(split.source[r]) for r in rows])
+    out['index'] = np.asarray(rows, np.int32)  # sample ids: the queue masks a query's own keys
+    return out
 
   steps = grain.MapDataset.range(start_step, num_steps).map(load_step)
   return iter(

@@ -178,6 +178,96 @@ def knn_scores(train_f, train_y, test_f, num_classes: int, k: int, temperature: 
   return np.asarray(jnp.sum(votes, axis=1))
 
 
+def standardize(train_f: np.ndarray, test_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Both feature sets z-scored with the training features' per-dimension mean and std."""
+  mean = train_f.mean(axis=0, keepdims=True)
+  std = train_f.std(axis=0, keepdims=True)
+  scale = 1.0 / np.maximum(std, 1e-6)
+  return (train_f - mean) * scale, (test_f - mean) * scale
+
+
+def per_class(pred: np.ndarray, labels: np.ndarray, names, reversed_pairs=()) -> dict:
+  """Top-1 per class, and over the time-reversed pairs' classes apart from the rest.
+
+  `reversed_pairs` holds 'name a|name b' strings (config.data.reversed_pairs); names
+  that the label set does not have raise EvalError, so a typo is not a silent 0.
+  """
+  pred, labels = np.asarray(pred), np.asarray(labels)
+  out = {'per_class_top1': {}}
+  for c, name in enumerate(names):
+    sel = labels == c
+    if sel.any():
+      out['per_class_top1'][name] = float(100.0 * np.mean(pred[sel] == c))
+  if reversed_pairs:
+    index = {n: i for i, n in enumerate(names)}
+    paired = set()
+    for pair in reversed_pairs:
+      for name in pair.split('|'):
+        if name not in index:
+          raise EvalError(
+            f'data.reversed_pairs names {name!r}, which is not a label; labels: {list(names)}'
+          )
+        paired.add(index[name])
+    sel = np.isin(labels, sorted(paired))
+    if sel.any():
+      out['reversed_pairs_top1'] = float(100.0 * np.mean(pred[sel] == labels[sel]))
+    if (~sel).any():
+      out['other_classes_top1'] = float(100.0 * np.mean(pred[~sel] == labels[~sel]))
+  return out
+
+
+def recalibrate_bn(config, mesh, variables, split: data.Split):
+  """Encoder variables whose BN statistics are re-estimated on clean clips of `split`.
+
+  Pretraining gathered the running statistics on augmented views in ghost batches; the
+  frozen stages feed `eval_clip` inputs. One pass over the split (shuffled full batches,
+  train-mode BN) replaces them by the mean of the per-batch statistics ("precise BN").
+  Each batch's statistics are read off the module's own update rule
+  new = m * old + (1 - m) * batch, applied to zeros and to ones.
+  """
+  if not variables.get('batch_stats'):
+    return variables
+  encoder = build_encoder(config)
+  layout = skeleton.get_layout(config.data.layout)
+  zeros = jax.tree.map(jnp.zeros_like, variables['batch_stats'])
+  ones = jax.tree.map(jnp.ones_like, variables['batch_stats'])
+
+  def batch_stats(params, x, n):
+    clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
+    full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+
+    def upd(start):
+      _, u = encoder.apply(
+        {'params': params, 'batch_stats': start}, clips, full, train=True, mutable=['batch_stats']
+      )
+      return u['batch_stats']
+
+    from_zero, from_one = upd(zeros), upd(ones)
+    return jax.tree.map(lambda a, b: a / (1.0 - (b - a)), from_zero, from_one)
+
+  fn = jax.jit(
+    batch_stats,
+    in_shardings=(
+      mesh_lib.replicated(mesh),
+      mesh_lib.batch_sharded(mesh),
+      mesh_lib.batch_sharded(mesh),
+    ),
+    out_shardings=mesh_lib.replicated(mesh),
+  )
+  params = jax.device_put(variables['params'], mesh_lib.replicated(mesh))
+  bs = min(config.eval_batch_size, split.size - split.size % jax.device_count())
+  steps = max(split.size // bs, 1)
+  total = None
+  for batch in data.train_batches(
+    split, batch_size=bs, seed=config.seed, start_step=0, num_steps=steps
+  ):
+    g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
+    stats = fn(params, g['x'], g['n'])
+    total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+  mean = jax.tree.map(lambda t: np.asarray(t) / steps, total)
+  return {**variables, 'batch_stats': mean}
+
+
 # ------------------------------------------------------------ linear probe ---
 
 

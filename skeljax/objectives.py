@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+_MASKED = -1e4  # a masked logit before the temperature: exp(-1e4 / tau) == 0 in float32
+
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
@@ -22,6 +24,7 @@ def info_nce(
   k_neg: jax.Array | None = None,
   temperature: float = 0.07,
   negative_weight: float = 1.0,
+  queue_valid: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
   """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, queue].
 
@@ -34,6 +37,8 @@ def info_nce(
     negative_weight: w, the hard negative's weight in the softmax denominator
       (its exp term is multiplied by w, i.e. log w is added to its logit); 1 is
       plain InfoNCE, w < 1 softens a negative that is too hard.
+    queue_valid: optional [B, K] bool, False where a queue key must not count as a
+      negative for that query (its own sample's earlier key); those logits are dropped.
 
   Returns:
     (mean loss, metrics) with metrics['acc'] the fraction of samples whose
@@ -44,7 +49,11 @@ def info_nce(
   logits = [jnp.sum(q * k_pos, axis=-1, keepdims=True)]
   if k_neg is not None:
     logits.append(jnp.sum(q * jax.lax.stop_gradient(k_neg), axis=-1, keepdims=True))
-  logits.append(q @ queue.T)
+  queue_logits = q @ queue.T
+  if queue_valid is not None:
+    # A large finite value, not -inf: exp underflows to exactly 0 and gradients stay finite.
+    queue_logits = jnp.where(queue_valid, queue_logits, _MASKED)
+  logits.append(queue_logits)
   logits = jnp.concatenate(logits, axis=-1) / temperature
   weighted = logits
   if k_neg is not None and negative_weight != 1.0:
@@ -58,30 +67,71 @@ def info_nce(
   return jnp.mean(loss), metrics
 
 
-def interpolation_loss(pred: jax.Array, target: jax.Array, dropped: jax.Array) -> jax.Array:
+def broken_rank_loss(
+  q: jax.Array, q_broken: jax.Array, k_pos: jax.Array, temperature: float
+) -> tuple[jax.Array, dict]:
+  """The motion-broken clip ranked below the natural anchor against the positive key.
+
+  -log softmax over {anchor, broken} of their similarity to the positive key, i.e.
+  softplus((s(q_broken, k_pos) - s(q, k_pos)) / tau). Both clips go through the query
+  encoder, so the gradient teaches the encoder itself to tell natural from broken order
+  (as a hard negative inside InfoNCE the broken clip reaches only the EMA key encoder).
+
+  Args:
+    q, q_broken: [B, D] L2-normalised queries of the anchor and of the broken clip.
+    k_pos: [B, D] positive keys (no gradient).
+  Returns:
+    (mean loss, {'neg_win': fraction where the broken clip is the closer one}).
+  """
+  k_pos = jax.lax.stop_gradient(k_pos)
+  s_pos = jnp.sum(q * k_pos, axis=-1)
+  s_neg = jnp.sum(q_broken * k_pos, axis=-1)
+  loss = jax.nn.softplus((s_neg - s_pos) / temperature)
+  return jnp.mean(loss), {'neg_win': jnp.mean(s_neg > s_pos)}
+
+
+def interpolation_loss(
+  pred: jax.Array, target: jax.Array, dropped: jax.Array, reference: jax.Array | None = None
+) -> jax.Array:
   """MSE on the dropped frames of present persons only.
 
   Args:
     pred, target: [B, M, T, V, C].
     dropped: [B, T], 1 where a frame was dropped and must be reconstructed.
+    reference: optional [B, M, T, V, C], the decoder's starting point (the linearly
+      filled input). The loss is then divided by the same masked MSE of the reference
+      (no gradient), so 1.0 means no better than the fill and the number is unit-free.
 
   Absent persons (all-zero target) are not scored, so they cannot dilute the loss.
   """
-  present = jnp.any(target != 0, axis=(2, 3, 4)).astype(pred.dtype)  # [B, M]
-  per_frame = jnp.mean(jnp.square(pred - target), axis=(3, 4))  # [B, M, T]
-  weight = present[:, :, None] * dropped[:, None, :].astype(pred.dtype)
-  return jnp.sum(per_frame * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+  def masked_mse(a):
+    present = jnp.any(target != 0, axis=(2, 3, 4)).astype(a.dtype)  # [B, M]
+    per_frame = jnp.mean(jnp.square(a - target), axis=(3, 4))  # [B, M, T]
+    weight = present[:, :, None] * dropped[:, None, :].astype(a.dtype)
+    return jnp.sum(per_frame * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+  loss = masked_mse(pred)
+  if reference is None:
+    return loss
+  return loss / jnp.maximum(jax.lax.stop_gradient(masked_mse(reference)), 1e-8)
 
 
-def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array, ids=None, queue_ids=None) -> tuple:
   """Writes keys [B, D] at rows ptr..ptr+B-1 of queue [K, D] (K % B == 0).
 
+  With `ids` [B] and `queue_ids` [K], the keys' sample ids are written at the same
+  rows and (queue, queue_ids, ptr) is returned; otherwise (queue, ptr).
   Under a sharded jit `keys` is the global batch, so every device writes the
   same rows and the replicated queue stays identical everywhere.
   """
   b = keys.shape[0]
   queue = jax.lax.dynamic_update_slice(queue, keys.astype(queue.dtype), (ptr, 0))
-  return queue, (ptr + b) % queue.shape[0]
+  new_ptr = (ptr + b) % queue.shape[0]
+  if ids is None:
+    return queue, new_ptr
+  queue_ids = jax.lax.dynamic_update_slice(queue_ids, ids.astype(queue_ids.dtype), (ptr,))
+  return queue, queue_ids, new_ptr
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None):

@@ -3,8 +3,19 @@
   views   = augment.make_views(key, x, n)           on device, inside the step
   query   = projector(encoder(anchor))              gradients flow here
   keys    = key_projector(key_encoder(positive | negative))   EMA weights, no grad
-  L       = InfoNCE(query; positive vs [broken negative, queue])
-            + lambda * MSE(decoder(temporal features), dropped frames)
+  L       = InfoNCE(query; positive vs [broken negative, queue minus own keys])
+            + lambda * interp(decoder(encoder(frame-dropped anchor)), dropped frames)
+
+What keeps the objective honest (each a `config.mcc` field, see skeljax/config.py):
+  * the key encoder's EMA rate follows the run length (`momentum`, `ema_fraction`,
+    `momentum_schedule`), so keys do not come from a nearly random network;
+  * ghost BatchNorm (`bn_groups`): the query pass normalises over fixed groups, the key
+    pass over shuffled groups whose order is restored after, so a query never shares
+    batch statistics with its own keys (MoCo's Shuffle-BN, on any device count);
+  * the queue stores sample ids and a query never meets its own earlier key (`mask_own`);
+  * the query pass sees the clean anchor, exactly as in the baseline; interpolation has
+    its own pass over the frame-dropped anchors (`interp_fraction` of the batch), decoded
+    from per-joint features, with a loss relative to the linear fill it starts from.
 
 `objective='contrastive'` is SkeletonCLR: the positive is a second augmented
 view at speed 1, no broken negative and no interpolation loss.
@@ -61,6 +72,7 @@ class PretrainState:
   key_params: Any  # EMA of {'encoder', 'projector'}
   key_batch_stats: Any  # key encoder BN statistics
   queue: jax.Array  # [K, feature_dim], L2-normalised keys
+  queue_ids: jax.Array  # [K] int32 sample id of each queue key (-1: none yet)
   queue_ptr: jax.Array
   opt_state: Any
   rng: jax.Array
@@ -78,10 +90,38 @@ def switches(config) -> dict:
   )
 
 
+def base_momentum(mcc, total_steps: int) -> float:
+  """The key encoder's EMA rate at step 0 (`mcc.momentum`, or derived from the run length).
+
+  Derived: the EMA's time constant 1 / (1 - m) is `mcc.ema_fraction` of the run, within
+  m in [0.9, 0.999]; MoCo's 0.999 is the value at ~1e5 steps.
+  """
+  if mcc.momentum >= 0:
+    return float(mcc.momentum)
+  horizon = mcc.ema_fraction * max(int(total_steps), 1)
+  return float(min(max(1.0 - 1.0 / max(horizon, 1.0), 0.9), 0.999))
+
+
+def momentum_at(mcc, step, total_steps: int):
+  """EMA rate at `step` (may be traced): constant, or BYOL's cosine from the base to 1."""
+  m0 = base_momentum(mcc, total_steps)
+  if mcc.momentum_schedule == 'constant':
+    return jnp.float32(m0)
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(int(total_steps), 1), 0.0, 1.0)
+  return 1.0 - (1.0 - m0) * 0.5 * (jnp.cos(jnp.pi * frac) + 1.0)
+
+
 def sample_input(config, batch: int = 2):
   layout = skeleton.get_layout(config.data.layout)
   shape = (batch, config.data.persons, config.data.frames, layout.num_joints, layout.num_channels)
   return jnp.zeros(shape, jnp.float32), jnp.full((batch,), config.data.frames, jnp.int32)
+
+
+def _joint_features(encoder, variables, x, n):
+  """The encoder's per-joint features where it exposes them, else its temporal ones."""
+  (_, temporal), inter = encoder.apply(variables, x, n, train=False, mutable=['intermediates'])
+  joints = inter.get('intermediates', {}).get('joints')
+  return joints[0] if joints else temporal
 
 
 def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> PretrainState:
@@ -89,11 +129,12 @@ def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> Pre
   k_enc, k_proj, k_dec, k_queue, k_drop, k_run = jax.random.split(rng, 6)
   x, n = sample_input(config)
   enc_vars = nets.encoder.init({'params': k_enc, 'dropout': k_drop}, x, n, train=False)
-  pooled, temporal = nets.encoder.apply(enc_vars, x, n, train=False)
+  enc_vars = {k: v for k, v in enc_vars.items() if k != 'intermediates'}
+  pooled, _ = nets.encoder.apply(enc_vars, x, n, train=False)
   params = {
     'encoder': enc_vars['params'],
     'projector': nets.projector.init(k_proj, pooled)['params'],
-    'decoder': nets.decoder.init(k_dec, temporal)['params'],
+    'decoder': nets.decoder.init(k_dec, _joint_features(nets.encoder, enc_vars, x, n))['params'],
   }
   queue = objectives.l2_normalize(
     jax.random.normal(k_queue, (config.mcc.queue_size, config.mcc.feature_dim))
@@ -106,6 +147,7 @@ def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> Pre
     key_params={'encoder': params['encoder'], 'projector': params['projector']},
     key_batch_stats=batch_stats,
     queue=queue,
+    queue_ids=jnp.full((config.mcc.queue_size,), -1, jnp.int32),
     queue_ptr=jnp.zeros((), jnp.int32),
     opt_state=tx.init(params),
     rng=k_run,
@@ -116,93 +158,186 @@ def _full_length(x):
   return jnp.full((x.shape[0],), x.shape[2], jnp.int32)
 
 
-def train_step(
-  state: PretrainState, batch: dict, *, nets: Nets, config, tx: optax.GradientTransformation
-):
-  """One pretraining step on a global batch {'x': [B,M,Tmax,V,C], 'n': [B]}."""
-  sw = switches(config)
-  m = config.mcc
-  layout = skeleton.get_layout(config.data.layout)
+def encode(encoder, variables, clips, *, groups: int, rng, joints: bool = False):
+  """Train-mode encoder pass with ghost BatchNorm over `groups` equal groups of samples.
+
+  Args:
+    variables: {'params', 'batch_stats'} of the encoder.
+    clips: [N, M, T, V, C] (N % groups == 0), consecutive rows forming a group.
+    joints: also return the per-joint features (None for encoders without them).
+  Returns:
+    (pooled [N, D], temporal [N, T', D'], joints [N*M, T', V, D'] or None, batch_stats),
+    the new running statistics being the mean of the groups' updates.
+  """
+  mutable = ['batch_stats', 'intermediates'] if joints else ['batch_stats']
+
+  def one(x, key):
+    (pooled, temporal), upd = encoder.apply(
+      variables, x, _full_length(x), train=True, mutable=mutable, rngs={'dropout': key}
+    )
+    j = upd.get('intermediates', {}).get('joints') if joints else None
+    return pooled, temporal, (j[0] if j else None), upd.get('batch_stats', {})
+
+  if groups == 1:
+    return one(clips, rng)
+  n = clips.shape[0]
+  xs = clips.reshape((groups, n // groups) + clips.shape[1:])
+  pooled, temporal, j, bs = jax.vmap(one)(xs, jax.random.split(rng, groups))
+  flat = lambda y: y.reshape((-1,) + y.shape[2:])
+  j = None if j is None else flat(j)
+  return flat(pooled), flat(temporal), j, jax.tree.map(lambda s: jnp.mean(s, axis=0), bs)
+
+
+def shuffled_encode(encoder, variables, clips, *, groups: int, rng_shuffle, rng):
+  """`encode` with samples shuffled into the ghost-BN groups; outputs in sample order.
+
+  The key pass runs this (MoCo's Shuffle-BN): which samples share BN statistics is a
+  fresh random draw, unrelated to the query pass's fixed groups.
+  Returns (pooled [N, D] in the order of `clips`, new batch_stats).
+  """
+  if groups == 1:
+    pooled, _, _, bs = encode(encoder, variables, clips, groups=1, rng=rng)
+    return pooled, bs
+  perm = jax.random.permutation(rng_shuffle, clips.shape[0])
+  pooled, _, _, bs = encode(encoder, variables, clips[perm], groups=groups, rng=rng)
+  return pooled[jnp.argsort(perm)], bs
+
+
+def step_views(state: PretrainState, batch: dict, config) -> tuple[dict, jax.Array]:
+  """The step's views (augment.make_views) and the key for the rest of its randomness."""
   rng = jax.random.fold_in(state.rng, state.step)
-  k_views, k_drop_q, k_drop_k = jax.random.split(rng, 3)
+  rng_views, rng_rest = jax.random.split(rng)
   views = augment.make_views(
-    k_views,
+    rng_views,
     batch['x'],
     batch['n'],
     aug=config.augment,
-    layout=layout,
+    layout=skeleton.get_layout(config.data.layout),
     frames=config.data.frames,
-    **sw,
+    **switches(config),
   )
+  return views, rng_rest
+
+
+def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Nets, config):
+  """The step's loss as a function of the query `params` and the EMA `key_params`.
+
+  Keys carry no gradient: d loss / d key_params is zero (tests/test_pretrain_step.py).
+  Returns (loss, (query batch_stats, key batch_stats, k_pos [B, D], metrics)).
+  """
+  sw = switches(config)
+  m = config.mcc
+  views, rng = step_views(state, batch, config)
+  rng_drop_q, rng_drop_k, rng_shuffle, rng_drop_i = jax.random.split(rng, 4)
   b = batch['x'].shape[0]
+  groups = m.bn_groups
+  ids = batch.get('index') if m.mask_own else None
 
-  def encode_keys(clips):
-    """Key encoder (EMA weights, BN in train mode), no gradient."""
-    (pooled, _), upd = nets.encoder.apply(
-      {'params': state.key_params['encoder'], 'batch_stats': state.key_batch_stats},
-      clips,
-      _full_length(clips),
-      train=True,
-      mutable=['batch_stats'],
-      rngs={'dropout': k_drop_k},
-    )
-    k = objectives.l2_normalize(
-      nets.projector.apply({'params': state.key_params['projector']}, pooled)
-    )
-    return jax.lax.stop_gradient(k), upd['batch_stats']
-
-  # One batched key pass over every clip the keys need (positive, broken negative,
-  # and the anchor when symmetric).
+  # Key pass: every clip the keys need (positive, broken negative, the anchor when
+  # symmetric) in one batched pass, shuffled into ghost-BN groups and restored after.
+  rank = sw['broken_negative'] and m.negative_loss == 'rank'
   key_clips = [views['positive']]
-  if sw['broken_negative']:
+  if sw['broken_negative'] and not rank:
     key_clips.append(views['negative'])
   if m.symmetric:
     key_clips.append(views['anchor'])
-  keys, key_bs = encode_keys(jnp.concatenate(key_clips, axis=0))
-  keys = jnp.split(keys, len(key_clips), axis=0)
+  pooled_k, key_bs = shuffled_encode(
+    nets.encoder,
+    {'params': key_params['encoder'], 'batch_stats': state.key_batch_stats},
+    jnp.concatenate(key_clips, axis=0),
+    groups=groups * len(key_clips),
+    rng_shuffle=rng_shuffle,
+    rng=rng_drop_k,
+  )
+  keys = objectives.l2_normalize(
+    nets.projector.apply({'params': key_params['projector']}, pooled_k)
+  )
+  keys = jnp.split(jax.lax.stop_gradient(keys), len(key_clips), axis=0)
   k_pos = keys[0]
-  k_neg = keys[1] if sw['broken_negative'] else None
+  k_neg = keys[1] if sw['broken_negative'] and not rank else None
+  queue_valid = None if ids is None else ids[:, None] != state.queue_ids[None, :]
 
-  # The query pass doubles as the interpolation pass: the query sees the anchor
-  # with its dropped frames filled, and the decoder restores them.
-  q_input = views['interp_input'] if sw['interpolation'] else views['anchor']
-
-  def loss_fn(params):
-    query_clips = [q_input] + ([views['positive']] if m.symmetric else [])
-    clips = jnp.concatenate(query_clips, axis=0)
-    (pooled, temporal), upd = nets.encoder.apply(
-      {'params': params['encoder'], 'batch_stats': state.batch_stats},
-      clips,
-      _full_length(clips),
-      train=True,
-      mutable=['batch_stats'],
-      rngs={'dropout': k_drop_q},
+  enc_vars = {'params': params['encoder'], 'batch_stats': state.batch_stats}
+  query_clips = [views['anchor']] + ([views['positive']] if m.symmetric else [])
+  if rank:
+    query_clips.append(views['negative'])
+  pooled, _, _, batch_stats = encode(
+    nets.encoder,
+    enc_vars,
+    jnp.concatenate(query_clips, axis=0),
+    groups=groups * len(query_clips),
+    rng=rng_drop_q,
+  )
+  q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
+  nce, parts = objectives.info_nce(
+    q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight, queue_valid
+  )
+  if m.symmetric:
+    nce2, _ = objectives.info_nce(
+      q[b : 2 * b], keys[-1], state.queue, None, m.temperature, 1.0, queue_valid
     )
-    q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
-    nce, parts = objectives.info_nce(
-      q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight
+    nce = 0.5 * (nce + nce2)
+  loss = nce
+  metrics = {'nce': nce, **parts}
+  if rank:
+    broken, broken_parts = objectives.broken_rank_loss(q[:b], q[-b:], k_pos, m.temperature)
+    loss = loss + m.negative_weight * broken
+    metrics.update(broken=broken, **broken_parts)
+  if sw['interpolation']:
+    # Its own pass, over part of the batch: the query above saw the clean anchor. BN
+    # runs on this batch, but its statistics are not kept (the clean pass's are).
+    bi = int(round(b * m.interp_fraction))
+    sparse = views['interp_input'][:bi]
+    _, temporal, joints, _ = encode(
+      nets.encoder, enc_vars, sparse, groups=1, rng=rng_drop_i, joints=True
     )
-    if m.symmetric:
-      nce2, _ = objectives.info_nce(q[b:], keys[-1], state.queue, None, m.temperature)
-      nce = 0.5 * (nce + nce2)
-    loss = nce
-    metrics = {'nce': nce, **parts}
-    if sw['interpolation']:
-      recon = nets.decoder.apply({'params': params['decoder']}, temporal[:b])
-      interp = objectives.interpolation_loss(recon, views['interp_target'], views['interp_mask'])
-      loss = loss + m.interp_weight * interp
-      metrics['interp'] = interp
-    metrics['loss'] = loss
-    return loss, (upd['batch_stats'], metrics)
+    feats = temporal if joints is None else joints
+    recon = sparse + nets.decoder.apply({'params': params['decoder']}, feats)
+    interp = objectives.interpolation_loss(
+      recon, views['interp_target'][:bi], views['interp_mask'][:bi], reference=sparse
+    )
+    loss = loss + m.interp_weight * interp
+    metrics['interp'] = interp
+  metrics['loss'] = loss
+  return loss, (batch_stats, key_bs, k_pos, metrics)
 
-  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+
+def train_step(
+  state: PretrainState,
+  batch: dict,
+  *,
+  nets: Nets,
+  config,
+  tx: optax.GradientTransformation,
+  total_steps: int,
+):
+  """One pretraining step on a global batch.
+
+  Args:
+    batch: {'x': [B, M, Tmax, V, C], 'n': [B]} and, for own-key masking, 'index': [B]
+      int32 sample ids (without it no queue key is masked).
+    total_steps: the run's length, which sets the EMA schedule.
+  """
+  m = config.mcc
+  loss_fn = functools.partial(step_loss, nets=nets, config=config)
+  grads, (batch_stats, key_bs, k_pos, metrics) = jax.grad(loss_fn, has_aux=True)(
+    state.params, state.key_params, state, batch
+  )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   online = {'encoder': params['encoder'], 'projector': params['projector']}
-  key_params = jax.tree.map(
-    lambda k, q: m.momentum * k + (1.0 - m.momentum) * q, state.key_params, online
-  )
-  queue, ptr = objectives.enqueue(state.queue, state.queue_ptr, k_pos)
+  momentum = momentum_at(m, state.step, total_steps)
+  # optax's EMA step: new = step_size * online + (1 - step_size) * key.
+  key_params = optax.incremental_update(online, state.key_params, 1.0 - momentum)
+  ids = batch.get('index') if m.mask_own else None
+  if ids is None:
+    queue, ptr = objectives.enqueue(state.queue, state.queue_ptr, k_pos)
+    queue_ids = state.queue_ids
+  else:
+    queue, queue_ids, ptr = objectives.enqueue(
+      state.queue, state.queue_ptr, k_pos, ids, state.queue_ids
+    )
+  metrics['momentum'] = momentum
   new_state = state.replace(
     step=state.step + 1,
     params=params,
@@ -210,14 +345,15 @@ def train_step(
     key_params=key_params,
     key_batch_stats=key_bs,
     queue=queue,
+    queue_ids=queue_ids,
     queue_ptr=ptr,
     opt_state=opt_state,
   )
   return new_state, metrics
 
 
-def jit_train_step(nets: Nets, config, tx, state_sharding, batch_sharding):
-  step = functools.partial(train_step, nets=nets, config=config, tx=tx)
+def jit_train_step(nets: Nets, config, tx, state_sharding, batch_sharding, total_steps: int):
+  step = functools.partial(train_step, nets=nets, config=config, tx=tx, total_steps=total_steps)
   return jax.jit(
     step,
     in_shardings=(state_sharding, batch_sharding),

@@ -17,11 +17,25 @@ import os
 _WALL = 'wall_s'
 
 
+def _split(d) -> str:
+  if d.val_holdout:
+    return (
+      f'{d.config}: validation = {d.train_split} samples with {d.val_holdout}, '
+      'trained on the rest (test split unused)'
+    )
+  if d.val_fraction:
+    return (
+      f'{d.config}: validation = a fixed {d.val_fraction:g} of {d.train_split}, '
+      'trained on the rest (test split unused)'
+    )
+  return f'{d.config}: train={d.train_split}, test={d.test_split}'
+
+
 def protocol(config) -> dict:
   d = config.data
   return {
     'dataset': d.name,
-    'split': f'{d.config}: train={d.train_split}, test={d.test_split}',
+    'split': _split(d),
     'frames': d.frames,
     'batch_size': config.pretrain.batch_size,
     'epochs': config.pretrain.epochs,

@@ -36,8 +36,14 @@ class Context:
     return jax.process_index() == 0
 
   def features(self, init: str, variables):
-    """Frozen train/test features of an encoder, computed once per run."""
+    """Frozen train/test features of an encoder, computed once per run.
+
+    With linear.recalibrate_bn the encoder's BN statistics are first re-estimated on
+    clean training clips (evaluate.recalibrate_bn).
+    """
     if init not in self._features:
+      if self.config.linear.recalibrate_bn:
+        variables = evaluate.recalibrate_bn(self.config, self.mesh, variables, self.train)
       self._features[init] = (
         evaluate.extract(self.config, self.mesh, variables, self.train),
         evaluate.extract(self.config, self.mesh, variables, self.test),
@@ -59,12 +65,26 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
       f'pretrain.batch_size={sec.batch_size} exceeds the {ctx.train.size} training samples'
     )
   total = steps_per_epoch * sec.epochs
+  if not config.mcc.mask_own and config.mcc.queue_size >= ctx.train.size:
+    raise config_lib.ConfigError(
+      f'mcc.queue_size={config.mcc.queue_size} holds the whole training set of '
+      f'{ctx.train.size} samples, so queries meet their own earlier keys as negatives; '
+      'set mcc.mask_own=True or a smaller queue'
+    )
+  if ctx.writer:
+    print(
+      f'pretrain: {total} steps; key-encoder EMA starts at '
+      f'{pretrain.base_momentum(config.mcc, total):.4f} ({config.mcc.momentum_schedule})',
+      flush=True,
+    )
   nets = pretrain.make_nets(config)
   tx, lr = optim.make_optimizer(sec, steps_per_epoch, total)
   rep = mesh_lib.replicated(ctx.mesh)
   rng = jax.random.PRNGKey(config.seed)
   state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r), out_shardings=rep)(rng)
-  step_fn = pretrain.jit_train_step(nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh))
+  step_fn = pretrain.jit_train_step(
+    nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh), total_steps=total
+  )
   fp = ckpt_lib.fingerprint(config, ('data', 'augment', 'model', 'mcc', 'pretrain'))
   ckpt = ckpt_lib.StageCheckpoints(
     os.path.join(ctx.workdir, 'checkpoints', 'pretrain'), keep=sec.keep_checkpoints, fingerprint_=fp
@@ -115,6 +135,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     if len(records) > 1
     else None,
     'stage_wall_s': round(wall, 1),
+    'ema_momentum_start': pretrain.base_momentum(config.mcc, total),
   }
   if ctx.writer and records:
     entry['curve_png'] = plots.training_curves(
@@ -125,6 +146,11 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
 
 def _report(ctx, name, logits, labels, feats, extra) -> dict:
   entry = {**evaluate.accuracy(logits, labels), 'n_test': int(len(labels)), **extra}
+  entry.update(
+    evaluate.per_class(
+      np.argmax(logits, -1), labels, ctx.test.label_names, ctx.config.data.reversed_pairs
+    )
+  )
   if ctx.writer:
     cm = evaluate.confusion(np.argmax(logits, -1), labels, ctx.test.num_classes)
     entry['confusion_png'] = plots.confusion_matrix(
@@ -167,6 +193,9 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     protocol['batch_size'] = bs
   else:
     (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
+    if sec.standardize:
+      tr_f, te_f = evaluate.standardize(tr_f, te_f)
+    protocol.update(standardize=sec.standardize, recalibrate_bn=sec.recalibrate_bn)
     clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
     logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
     labels, feats = te_y, te_f
@@ -306,13 +335,25 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     multihost_utils.sync_global_devices('skeljax: data prepared')
     builder = data.prepare(config.data, is_writer=False)
-  ctx = Context(
-    config=config,
-    workdir=workdir,
-    mesh=mesh_lib.make_mesh(),
-    train=data.load_split(builder, config.data, config.data.train_split),
-    test=data.load_split(builder, config.data, config.data.test_split),
-  )
+  train = data.load_split(builder, config.data, config.data.train_split)
+  if config.data.val_fraction > 0 or config.data.val_holdout:
+    # Tuning mode: every stage trains on part of the training split and reports on
+    # the held-out rest; the test split is not read.
+    if config.data.val_holdout:
+      field, value = config.data.val_holdout.split('=')
+      train_rows, val_rows = data.holdout_rows(train, field, int(value))
+    else:
+      train_rows, val_rows = data.validation_rows(train.labels(), config.data.val_fraction)
+    train, test = train.subset(train_rows), train.subset(val_rows)
+    if writer:
+      print(
+        f'data: validation mode, {len(train_rows)} training / {len(val_rows)} held-out '
+        f'samples of split {config.data.train_split!r} (the test split is not used)',
+        flush=True,
+      )
+  else:
+    test = data.load_split(builder, config.data, config.data.test_split)
+  ctx = Context(config=config, workdir=workdir, mesh=mesh_lib.make_mesh(), train=train, test=test)
   report = results.Results.load(workdir)
   for stage in config.stages:
     proto = stage_protocol(config, stage)

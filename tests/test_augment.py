@@ -313,11 +313,47 @@ def test_make_views_shapes_flags_and_speeds():
   assert (s >= 0.7).all() and (s <= 1.4).all() and len(np.unique(s)) == len(s)
 
 
-def test_negative_is_a_non_identity_permutation_of_the_anchor_frames():
+def _assert_permutation_of(neg, ref, negative):
+  for i in range(ref.shape[0]):
+    a = ref[i].transpose(1, 0, 2, 3).reshape(T, -1)
+    g = neg[i].transpose(1, 0, 2, 3).reshape(T, -1)
+    same = (g[:, None, :] == a[None, :, :]).all(-1)  # [T neg, T ref]
+    assert (same.sum(1) == 1).all() and (same.sum(0) == 1).all(), negative
+    assert (same.argmax(1) != np.arange(T)).any(), negative
+
+
+def test_negative_permutes_the_frames_of_its_source_view():
+  x, n = smooth_batch()
+  # Without spatial augmentation or centring, the broken clip is exactly a non-identity
+  # permutation of the frames of the view it is built from.
+  for source, ref in (('positive', 'positive'), ('anchor', 'anchor')):
+    for negative in ('segment_shuffle', 'reverse', 'local_shuffle'):
+      aug = aug_config(**NO_SPATIAL, negative=negative, negative_source=source)
+      out = views_fn(aug)(jax.random.key(1), x, n)
+      _assert_permutation_of(np.asarray(out['negative']), np.asarray(out[ref]), negative)
+
+
+def test_negative_is_centred_after_the_permutation_with_its_own_augmentation():
+  x, n = smooth_batch()
+  centred = dict(NO_SPATIAL, centre='clip')
+  out = views_fn(aug_config(**centred))(jax.random.key(3), x, n)
+  centre = NTU.center
+  # Its first frame's centre joint sits at the origin, as for every other view.
+  np.testing.assert_allclose(np.asarray(out['negative'])[:, 0, 0, centre], 0.0, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(out['positive'])[:, 0, 0, centre], 0.0, atol=1e-6)
+  # With an affine augmentation on (no noise), it is not the positive's augmentation
+  # permuted: sharing the positive's draw would make the sorted frames equal.
+  out = views_fn(aug_config(flip_prob=0.0, noise_std=0.0, centre='none'))(jax.random.key(3), x, n)
+  pos = np.sort(np.asarray(out['positive']), axis=2)
+  neg = np.sort(np.asarray(out['negative']), axis=2)
+  assert np.abs(pos - neg).max() > 1e-3
+
+
+def test_shared_negative_is_a_non_identity_permutation_of_the_anchor_frames():
   x, n = smooth_batch()
   for settings in (DEFAULT, RANGED, EXTRAS):  # segment_shuffle, local_shuffle, reverse
     negative = aug_config(**settings).negative
-    out = views_fn(aug_config(**settings))(jax.random.key(1), x, n)
+    out = views_fn(aug_config(**settings, negative_source='anchor_shared'))(jax.random.key(1), x, n)
     anchor, neg = np.asarray(out['anchor']), np.asarray(out['negative'])
     for i in range(x.shape[0]):
       a = anchor[i].transpose(1, 0, 2, 3).reshape(T, -1)

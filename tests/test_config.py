@@ -58,6 +58,21 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.temperature', 0.0, 'temperature'),
     ('mcc.negative_weight', -0.5, 'negative_weight'),
     ('pretrain.batch_size', 100, 'queue_size'),
+    ('mcc.momentum', 1.0, 'mcc.momentum'),
+    ('mcc.momentum', -0.5, 'mcc.momentum'),
+    ('mcc.ema_fraction', 0.0, 'ema_fraction'),
+    ('mcc.momentum_schedule', 'linear', 'momentum_schedule'),
+    ('mcc.temperature', 50.0, 'temperature'),
+    ('mcc.interp_weight', -1.0, 'interp_weight'),
+    ('mcc.interp_fraction', 0.0, 'interp_fraction'),
+    ('mcc.interp_fraction', 0.3, 'whole number'),
+    ('mcc.queue_size', 0, 'queue_size'),
+    ('mcc.bn_groups', 0, 'bn_groups'),
+    ('mcc.bn_groups', 5, 'bn_groups'),
+    ('mcc.negative_loss', 'margin', 'negative_loss'),
+    ('augment.negative_source', 'query', 'negative_source'),
+    ('data.val_fraction', 1.0, 'val_fraction'),
+    ('data.reversed_pairs', ('sit down-stand up',), 'reversed_pairs'),
   ],
 )
 def test_validate_rejects_impossible_values(field, value, message):
@@ -94,6 +109,18 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.data.layout=ntu26'], 'unknown joint layout'),
     (['--config=configs/demo.py', '--config.pretrain.batch_size=48'], 'queue_size'),
     (['--config=configs/demo.py', '--config.num_processes=2'], 'processes were launched'),
+    (['--config=configs/demo.py', '--config.mcc.momentum=1.5'], 'mcc.momentum'),
+    (['--config=configs/demo.py', '--config.mcc.temperature=0'], 'mcc.temperature'),
+    (['--config=configs/demo.py', '--config.mcc.interp_weight=-1'], 'mcc.interp_weight'),
+    (['--config=configs/demo.py', '--config.mcc.queue_size=-64'], 'mcc.queue_size'),
+    (
+      [
+        '--config=configs/demo.py:tiny',
+        '--config.mcc.mask_own=False',
+        '--config.mcc.queue_size=1024',
+      ],
+      'holds the whole training set',
+    ),
     (
       [
         '--config=configs/ntu60.py',

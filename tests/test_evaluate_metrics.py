@@ -113,3 +113,89 @@ def test_results_schema_and_markdown(tmp_path):
   assert '| linear_random | 40.10 |' in md
   loaded = results.Results.load(str(tmp_path))
   assert loaded.done('linear', {'b': 1}) and not loaded.done('linear', {'b': 2})
+
+
+def test_standardize_uses_training_statistics_only():
+  rng = np.random.default_rng(0)
+  train = rng.normal(3.0, [1.0, 10.0, 0.1], size=(200, 3)).astype(np.float32)
+  test = rng.normal(0.0, 1.0, size=(7, 3)).astype(np.float32)
+  tr, te = evaluate.standardize(train, test)
+  np.testing.assert_allclose(tr.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(tr.std(0), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(te, (test - train.mean(0)) / train.std(0), rtol=1e-4)
+  # A dead feature stays finite.
+  dead = np.zeros((5, 2), np.float32)
+  assert np.isfinite(evaluate.standardize(dead, dead)[0]).all()
+
+
+def test_per_class_and_reversed_pairs_accuracy():
+  names = ('sit down', 'stand up', 'walk', 'throw')
+  labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+  pred = np.array([0, 1, 1, 1, 2, 2, 3, 0])  # one sit/stand confusion, one throw error
+  out = evaluate.per_class(pred, labels, names, ('sit down|stand up',))
+  assert out['per_class_top1'] == {
+    'sit down': 50.0,
+    'stand up': 100.0,
+    'walk': 100.0,
+    'throw': 50.0,
+  }
+  assert out['reversed_pairs_top1'] == 75.0
+  assert out['other_classes_top1'] == 75.0
+  with pytest.raises(evaluate.EvalError, match='not a label'):
+    evaluate.per_class(pred, labels, names, ('sit down|stand upp',))
+
+
+def test_validation_rows_are_stratified_disjoint_and_fixed():
+  from skeljax import data
+
+  labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+  train, val = data.validation_rows(labels, 0.2)
+  assert len(np.intersect1d(train, val)) == 0
+  assert len(train) + len(val) == len(labels)
+  assert [int(np.sum(labels[val] == c)) for c in range(4)] == [2, 4, 6, 8]
+  again = data.validation_rows(labels, 0.2)[1]
+  np.testing.assert_array_equal(val, again)
+
+
+def test_recalibrate_bn_gives_the_clean_clips_statistics():
+  import jax
+  import jax.numpy as jnp
+
+  from configs import demo
+  from skeljax import augment, data, mesh, skeleton
+
+  config = demo.get_config('tiny')
+  layout = skeleton.get_layout('ntu25')
+  rng = np.random.default_rng(0)
+  records = [
+    {'skeleton': rng.normal(size=(int(t), 1, 25, 3)).astype(np.float32), 'label': i % 3}
+    for i, t in enumerate(rng.integers(20, 60, size=12))
+  ]
+  split = data.Split(records, len(records), 3, ('a', 'b', 'c'), data.preprocessor(config.data))
+  config.eval_batch_size = 12  # one batch holds the whole split
+  variables = evaluate.random_encoder_variables(config)
+  variables = {
+    **variables,
+    'batch_stats': jax.tree.map(lambda s: s + 5.0, variables['batch_stats']),  # stale stats
+  }
+  new = evaluate.recalibrate_bn(config, mesh.make_mesh(), variables, split)
+  batch = split.read(range(12))
+  clips = np.asarray(
+    augment.eval_clip(
+      jnp.asarray(batch['x']),
+      jnp.asarray(batch['n']),
+      aug=config.augment,
+      layout=layout,
+      frames=config.data.frames,
+    )
+  )[:, 0]  # [N, T, V, C], one person
+  stats = new['batch_stats']['data_bn']
+  np.testing.assert_allclose(np.asarray(stats['mean']), clips.mean(axis=(0, 1)), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(stats['var']), clips.var(axis=(0, 1)), rtol=1e-3, atol=1e-4)
+  # Every layer's statistics were replaced, and the parameters were not touched.
+  old_leaves = jax.tree.leaves(variables['batch_stats'])
+  assert all(
+    np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-3
+    for a, b in zip(old_leaves, jax.tree.leaves(new['batch_stats']), strict=True)
+  )
+  assert new['params'] is variables['params']

@@ -129,3 +129,34 @@ def test_queue_with_sharded_global_batch_matches_single_device():
   q2, p2 = objectives.enqueue(q2, p2, keys + 1)
   np.testing.assert_array_equal(np.asarray(q1), np.asarray(q2))
   assert int(p1) == int(p2) == 0
+
+
+def test_broken_rank_loss_matches_numpy_and_trains_both_queries():
+  rng = np.random.default_rng(3)
+  q, qb, k = _unit(rng, 5, 8), _unit(rng, 5, 8), _unit(rng, 5, 8)
+  loss, metrics = objectives.broken_rank_loss(q, qb, k, 0.1)
+  s_pos, s_neg = np.sum(q * k, -1), np.sum(qb * k, -1)
+  want = np.mean(np.log1p(np.exp((s_neg - s_pos) / 0.1)))
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+  assert float(metrics['neg_win']) == pytest.approx(np.mean(s_neg > s_pos))
+  # The broken clip's query gets a gradient (away from the positive key), the key none.
+  g_qb, g_k = jax.grad(lambda a, b: objectives.broken_rank_loss(q, a, b, 0.1)[0], (0, 1))(
+    jnp.asarray(qb), jnp.asarray(k)
+  )
+  assert float(jnp.abs(g_qb).max()) > 0 and float(jnp.abs(g_k).max()) == 0
+  assert float(jnp.sum(g_qb * k)) > 0  # descending the loss lowers s(q_broken, k_pos)
+
+
+def test_interpolation_loss_relative_to_the_fill_is_one_at_the_fill():
+  rng = np.random.default_rng(4)
+  target = rng.normal(size=(2, 1, 6, 3, 3)).astype(np.float32)
+  fill = target + 0.1 * rng.normal(size=target.shape).astype(np.float32)
+  dropped = np.zeros((2, 6), np.float32)
+  dropped[:, 1::2] = 1
+  assert float(objectives.interpolation_loss(fill, target, dropped, reference=fill)) == (
+    pytest.approx(1.0)
+  )
+  half = target + 0.5 * (fill - target)
+  assert float(objectives.interpolation_loss(half, target, dropped, reference=fill)) == (
+    pytest.approx(0.25, rel=1e-5)
+  )

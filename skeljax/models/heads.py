@@ -57,11 +57,15 @@ def interpolate_time(y, frames: int):
 
 
 class InterpDecoder(nn.Module):
-  """Reconstructs a clip from an encoder's temporal features.
+  """Reconstructs a clip from an encoder's features.
 
-  Features at T' steps are upsampled to T frames by linear interpolation in
-  time, then a per-frame MLP (Dense -> ReLU -> Dense) maps each frame to all
-  persons' joints; the interpolation carries the temporal context.
+  Per-joint features `[B*M, T', V, D']` (what ST-GCN and the transformer expose)
+  are upsampled to T frames by linear interpolation in time, and a small MLP
+  shared by all joints (with a learned joint embedding) maps each joint's
+  feature at each frame to its C channels. Reading per-joint features means the
+  joint-pooled feature the contrastive loss uses need not carry the whole pose.
+  Joint-pooled features `[B, T', D']` (the GRU's) go through a per-frame MLP that
+  outputs all persons' joints at once.
 
   Attributes:
     frames: T.
@@ -78,13 +82,27 @@ class InterpDecoder(nn.Module):
   width: int
 
   @nn.compact
-  def __call__(self, temporal):
-    """temporal: [B, T', D'] -> reconstruction [B, M, T, V, C]."""
-    if temporal.ndim != 3:
-      raise ValueError(f"InterpDecoder: temporal must be [B, T', D'], got {temporal.shape}")
-    y = interpolate_time(temporal, self.frames)
+  def __call__(self, features):
+    """features: [B*M, T', V, D'] or [B, T', D'] -> reconstruction [B, M, T, V, C]."""
+    t, m, v, c = self.frames, self.persons, self.num_joints, self.channels
+    if features.ndim == 4:
+      nm, tp, fv, d = features.shape
+      if fv != v or nm % m:
+        raise ValueError(
+          f"InterpDecoder: per-joint features must be [B*{m}, T', {v}, D], got {features.shape}"
+        )
+      y = interpolate_time(features.reshape(nm, tp, v * d), t).reshape(nm, t, v, d)
+      y = nn.Dense(self.width, name='hidden')(y)
+      y = y + self.param('joint_embed', nn.initializers.normal(0.02), (v, self.width))
+      # Zero init: the decoder starts at a zero residual, i.e. at the fill it refines.
+      y = nn.Dense(c, kernel_init=nn.initializers.zeros, name='out')(nn.relu(y))  # [B*M, T, V, C]
+      return y.reshape(nm // m, m, t, v, c)
+    if features.ndim != 3:
+      raise ValueError(
+        f"InterpDecoder: features must be [B*M, T', V, D'] or [B, T', D'], got {features.shape}"
+      )
+    y = interpolate_time(features, t)
     y = nn.relu(nn.Dense(self.width, name='hidden')(y))
-    out = self.persons * self.num_joints * self.channels
-    y = nn.Dense(out, name='out')(y)  # [B, T, M*V*C]
-    y = y.reshape(y.shape[0], self.frames, self.persons, self.num_joints, self.channels)
+    y = nn.Dense(m * v * c, name='out')(y)  # [B, T, M*V*C]
+    y = y.reshape(y.shape[0], t, m, v, c)
     return y.transpose(0, 2, 1, 3, 4)

@@ -268,6 +268,8 @@ class STGCN(nn.Module):
         impl=self.impl,
         name=f'block{i + 1}',
       )(x, a, mask, train)
+    # Per-joint features [B*M, T', V, D] for decoders that read them (interpolation).
+    self.sow('intermediates', 'joints', x)
     per_frame = x.mean(axis=2)  # [N, T', D]; padded frames are already zero
     pooled = common.masked_time_mean(per_frame, mask)
     return common.person_mean(pooled, m), common.person_mean(per_frame, m)

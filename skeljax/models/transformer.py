@@ -158,6 +158,8 @@ class STTransformer(nn.Module):
     for i in range(self.depth):
       x = STBlock(self.heads, dropout=self.dropout, name=f'block{i + 1}')(x, mask > 0, train)
     x = nn.LayerNorm(name='ln_out')(x)
+    # Per-joint features [B*M, T', V, D] for decoders that read them (interpolation).
+    self.sow('intermediates', 'joints', x)
     per_frame = x.mean(axis=2) * mask[:, :, None]  # [N, T', D]
     pooled = common.masked_time_mean(per_frame, mask)
     return common.person_mean(pooled, m), common.person_mean(per_frame, m)

@@ -1,0 +1,222 @@
+"""The core of pretraining, `pretrain.train_step`, checked property by property.
+
+Each test names what would break it: the EMA formula, what the queue receives, a
+gradient into the key encoder, the own-sample mask, and the Shuffle-BN order.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import demo
+from skeljax import objectives, optim, pretrain
+
+B = 16
+TOTAL = 100
+
+
+def tiny_config(**mcc):
+  c = demo.get_config('tiny')
+  for k, v in mcc.items():
+    c.mcc[k] = v
+  return c
+
+
+def smooth_batch(b=B, seed=0, t_max=64, n_frames=40):
+  rng = np.random.default_rng(seed)
+  t = np.arange(t_max)[None, None, :, None, None]
+  pose = rng.normal(size=(b, 1, 1, 25, 3))
+  amp = 0.1 * rng.normal(size=(b, 1, 1, 25, 3))
+  x = pose + amp * np.sin(0.2 * t + rng.uniform(0, 6, size=(b, 1, 1, 25, 3)))
+  x = np.where(t < n_frames, x, 0.0).astype(np.float32)
+  return {
+    'x': jnp.asarray(x),
+    'n': jnp.full((b,), n_frames, jnp.int32),
+    'index': jnp.arange(100, 100 + b, dtype=jnp.int32),
+  }
+
+
+@functools.cache
+def _setup(**mcc):
+  config = tiny_config(**dict(mcc))
+  nets = pretrain.make_nets(config)
+  tx, _ = optim.make_optimizer(config.pretrain, 10, TOTAL)
+  state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r))(jax.random.PRNGKey(0))
+  step = jax.jit(
+    functools.partial(pretrain.train_step, nets=nets, config=config, tx=tx, total_steps=TOTAL)
+  )
+  return config, nets, tx, state, step
+
+
+def setup(**mcc):
+  return _setup(**mcc)
+
+
+@functools.cache
+def _loss_fn(**mcc):
+  config, nets, _, _, _ = _setup(**mcc)
+  return jax.jit(functools.partial(pretrain.step_loss, nets=nets, config=config))
+
+
+def loss_fn(**mcc):
+  """Jitted `pretrain.step_loss(params, key_params, state, batch)` for the config."""
+  return _loss_fn(**mcc)
+
+
+def _leaves_close(a, b, **kw):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
+
+
+def test_ema_update_uses_the_configured_momentum():
+  config, _, _, state, step = setup(momentum=0.9, momentum_schedule='constant')
+  # Move the key encoder away from the query encoder first, so the EMA is visible.
+  state, _ = step(state, smooth_batch(seed=1))
+  state, _ = step(state, smooth_batch(seed=2))
+  before = state.key_params
+  new, metrics = step(state, smooth_batch(seed=3))
+  online = {'encoder': new.params['encoder'], 'projector': new.params['projector']}
+  want = jax.tree.map(lambda k, q: 0.9 * k + 0.1 * q, before, online)
+  _leaves_close(new.key_params, want, rtol=1e-5, atol=1e-7)
+  assert float(metrics['momentum']) == pytest.approx(0.9)
+  # Not a no-op: the key weights moved, and not onto the query weights.
+  pairs = zip(jax.tree.leaves(new.key_params), jax.tree.leaves(before), strict=True)
+  assert max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs) > 0
+
+
+def test_momentum_follows_the_run_length_and_the_cosine_schedule():
+  mcc = tiny_config().mcc  # momentum -1: derived
+  assert pretrain.base_momentum(mcc, 900) == pytest.approx(1 - 1 / 18)
+  assert pretrain.base_momentum(mcc, 94_000) == pytest.approx(0.999)
+  assert pretrain.base_momentum(mcc, 50) == pytest.approx(0.9)
+  m0 = pretrain.base_momentum(mcc, 900)
+  assert float(pretrain.momentum_at(mcc, 0, 900)) == pytest.approx(m0)
+  assert float(pretrain.momentum_at(mcc, 450, 900)) == pytest.approx(1 - (1 - m0) / 2, rel=1e-6)
+  assert float(pretrain.momentum_at(mcc, 900, 900)) == pytest.approx(1.0)
+  mcc.momentum_schedule = 'constant'
+  assert float(pretrain.momentum_at(mcc, 899, 900)) == pytest.approx(m0)
+
+
+def test_queue_receives_the_positive_keys_and_ids_at_the_pointer():
+  config, nets, _, state, step = setup()
+  state, _ = step(state, smooth_batch(seed=1))  # ptr now at B
+  assert int(state.queue_ptr) == B
+  batch = smooth_batch(seed=2)
+  _, (_, _, k_pos, _) = loss_fn()(state.params, state.key_params, state, batch)
+  new, _ = step(state, batch)
+  q = np.asarray(new.queue)
+  np.testing.assert_allclose(q[B : 2 * B], np.asarray(k_pos), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(q[:B], np.asarray(state.queue)[:B])
+  np.testing.assert_array_equal(q[2 * B :], np.asarray(state.queue)[2 * B :])
+  np.testing.assert_array_equal(np.asarray(new.queue_ids)[B : 2 * B], np.asarray(batch['index']))
+  assert int(new.queue_ptr) == 2 * B % config.mcc.queue_size
+  # The positive keys are not the queries: enqueuing q would have put other rows there.
+  views, _ = pretrain.step_views(state, batch, config)
+  pooled, _, _, _ = pretrain.encode(
+    nets.encoder,
+    {'params': state.params['encoder'], 'batch_stats': state.batch_stats},
+    views['anchor'],
+    groups=config.mcc.bn_groups,
+    rng=jax.random.PRNGKey(0),
+  )
+  qry = objectives.l2_normalize(nets.projector.apply({'params': state.params['projector']}, pooled))
+  assert np.abs(np.asarray(qry) - q[B : 2 * B]).max() > 1e-3
+
+
+def test_no_gradient_reaches_the_key_encoder():
+  config, nets, _, state, step = setup()
+  state, _ = step(state, smooth_batch(seed=1))
+  batch = smooth_batch(seed=2)
+  step_loss = functools.partial(pretrain.step_loss, nets=nets, config=config)
+  grads = jax.jit(jax.grad(lambda kp: step_loss(state.params, kp, state, batch)[0]))(
+    state.key_params
+  )
+  assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads))
+  # ... while the query parameters do get one.
+  gq = jax.jit(jax.grad(lambda p: step_loss(p, state.key_params, state, batch)[0]))(state.params)
+  assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(gq['encoder'])) > 0
+
+
+def _np_masked_nce(q, k, queue, valid, tau):
+  out = []
+  for i in range(len(q)):
+    logits = np.concatenate([[q[i] @ k[i]], queue[valid[i]] @ q[i]]) / tau
+    out.append(-(logits[0] - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()))
+  return float(np.mean(out))
+
+
+def test_own_sample_keys_are_dropped_from_the_negatives():
+  rng = np.random.default_rng(0)
+  norm = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+  q, k = norm(rng.normal(size=(4, 8))), norm(rng.normal(size=(4, 8)))
+  queue = norm(rng.normal(size=(12, 8)))
+  queue[3] = q[1]  # sample 1's own earlier key: identical to its query, a huge logit
+  ids, queue_ids = np.arange(4), np.full(12, -1)
+  queue_ids[3] = 1
+  valid = ids[:, None] != queue_ids[None, :]
+  loss, _ = objectives.info_nce(
+    jnp.asarray(q), jnp.asarray(k), jnp.asarray(queue), None, 0.1, queue_valid=jnp.asarray(valid)
+  )
+  assert float(loss) == pytest.approx(_np_masked_nce(q, k, queue, valid, 0.1), rel=1e-5)
+  unmasked, _ = objectives.info_nce(jnp.asarray(q), jnp.asarray(k), jnp.asarray(queue), None, 0.1)
+  assert float(unmasked) > float(loss) + 0.1
+
+
+def test_train_step_masks_the_queries_own_ids():
+  config, nets, _, state, _ = setup()
+  batch = smooth_batch(seed=2)
+  keys = objectives.l2_normalize(jax.random.normal(jax.random.PRNGKey(3), state.queue.shape))
+  mine = state.replace(queue=keys, queue_ids=jnp.full_like(state.queue_ids, 100))  # sample 0's id
+  other = state.replace(queue=keys, queue_ids=jnp.full_like(state.queue_ids, -1))
+  f = lambda s: loss_fn()(s.params, s.key_params, s, batch)
+  _, (_, _, _, m_mine) = f(mine)
+  _, (_, _, _, m_other) = f(other)
+  # Sample 0 has no queue negatives left, so its loss is lower than with the full queue.
+  assert float(m_mine['nce']) < float(m_other['nce'])
+  _, (_, _, _, m_off) = loss_fn(mask_own=False)(mine.params, mine.key_params, mine, batch)
+  assert float(m_off['nce']) == pytest.approx(float(m_other['nce']), rel=1e-6)
+
+
+def test_shuffle_bn_restores_the_sample_order():
+  config, nets, _, state, _ = setup()
+  views, _ = pretrain.step_views(state, smooth_batch(seed=4), config)
+  clips = views['positive']
+  variables = {'params': state.key_params['encoder'], 'batch_stats': state.key_batch_stats}
+  rng_shuffle, rng = jax.random.PRNGKey(5), jax.random.PRNGKey(6)
+  groups = 4
+  pooled, _ = pretrain.shuffled_encode(
+    nets.encoder, variables, clips, groups=groups, rng_shuffle=rng_shuffle, rng=rng
+  )
+  # By hand: the same permutation, each group through the encoder alone (its own BN
+  # statistics), every row written back to its sample's place.
+  perm = np.asarray(jax.random.permutation(rng_shuffle, clips.shape[0]))
+  want = np.zeros(np.shape(pooled), np.float32)
+  size = clips.shape[0] // groups
+  for g in range(groups):
+    rows = perm[g * size : (g + 1) * size]
+    (p, _), _ = nets.encoder.apply(
+      variables,
+      clips[rows],
+      jnp.full((size,), clips.shape[2], jnp.int32),
+      train=True,
+      mutable=['batch_stats'],
+    )
+    want[rows] = np.asarray(p)
+  np.testing.assert_allclose(np.asarray(pooled), want, rtol=1e-4, atol=1e-5)
+  # Ghost BN really is per group: one global batch gives other features.
+  whole, _ = pretrain.shuffled_encode(
+    nets.encoder, variables, clips, groups=1, rng_shuffle=rng_shuffle, rng=rng
+  )
+  assert np.abs(np.asarray(whole) - want).max() > 1e-3
+
+
+def test_step_is_finite_and_deterministic_for_every_objective_variant():
+  for mcc in ({'symmetric': True, 'bn_groups': 1}, {'negative_loss': 'infonce'}):
+    _, _, _, state, step = setup(**mcc)
+    a, ma = step(state, smooth_batch(seed=7))
+    b, mb = step(state, smooth_batch(seed=7))
+    assert all(np.isfinite(float(v)) for v in ma.values()), mcc
+    assert {k: float(v) for k, v in ma.items()} == {k: float(v) for k, v in mb.items()}, mcc
