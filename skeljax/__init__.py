@@ -1,8 +1,9 @@
 """skeljax: self-supervised skeleton action representation learning in JAX.
 
-Importing skeljax turns off XLA:CPU's YNNPACK reduce fusions (see
-`_xla_cpu_flags`) unless XLA_FLAGS already chooses YNNPACK fusions; import
-skeljax before the first JAX computation for this to take effect.
+Importing skeljax turns off XLA:CPU's YNNPACK reduce fusions on the jaxlib
+versions whose fusions race (see `_xla_cpu_flags`), unless XLA_FLAGS already
+chooses YNNPACK fusions; import skeljax before the first JAX computation for
+this to take effect.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from importlib import metadata
 # eltwise, reduce), only enabling reduce alone reproduced it; '-reduce' keeps the
 # others, whose YNNPACK dots make the stgcn-small step 12% faster than turning
 # YNNPACK off. tests/test_models.py (test_jitted_train_forward_is_repeatable)
-# fails without this.
+# fails without this. jaxlib 0.12.0.1 passes that test without the flag
+# (docs/performance.md, "XLA:CPU flag"), so it is set only from 0.10 (older
+# jaxlibs abort on the unknown flag) up to 0.11, which was never tested.
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-reduce'
+_YNN_RACY = ((0, 10), (0, 12))  # [first, fixed) jaxlib (major, minor)
 
 
 def _jaxlib_version() -> tuple[int, ...]:
@@ -30,8 +34,9 @@ def _jaxlib_version() -> tuple[int, ...]:
 
 def _xla_cpu_flags() -> None:
   flags = os.environ.get('XLA_FLAGS', '')
-  # Older jaxlibs abort on the unknown flag; a user's own choice wins.
-  if _jaxlib_version() >= (0, 10) and 'xla_cpu_experimental_ynn_fusion_type' not in flags:
+  # A user's own choice wins.
+  racy = _YNN_RACY[0] <= _jaxlib_version() < _YNN_RACY[1]
+  if racy and 'xla_cpu_experimental_ynn_fusion_type' not in flags:
     os.environ['XLA_FLAGS'] = f'{flags} {_YNN_FLAG}'.strip()
 
 
