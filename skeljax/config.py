@@ -124,6 +124,9 @@ def base_config() -> ml_collections.ConfigDict:
     gru_layers=2,
     decoder_width=128,  # interpolation decoder hidden width
     projection_hidden=0,  # projection MLP hidden size; 0 = encoder width
+    # Compute dtype: 'float32' or 'bfloat16' (for GPU/TPU; XLA:CPU runs it no faster).
+    # Parameters, BatchNorm statistics, losses and the MoCo queue stay float32.
+    dtype='float32',
   )
 
   c.mcc = _section(
@@ -252,6 +255,10 @@ def validate(
   _check(
     a.negative_source in ('positive', 'anchor', 'anchor_shared'),
     f'augment.negative_source {a.negative_source!r} is not positive, anchor or anchor_shared',
+  )
+  _check(
+    config.model.dtype in ('float32', 'bfloat16'),
+    f'model.dtype must be float32 or bfloat16, got {config.model.dtype!r}',
   )
   m = config.mcc
   _check(m.queue_size > 0, f'mcc.queue_size must be positive, got {m.queue_size}')

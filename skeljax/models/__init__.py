@@ -7,6 +7,8 @@
 
 Every encoder maps `x: [B, M, T, V, C]`, `n: [B]` to `pooled: [B, D]` and
 `temporal: [B, T', D']`; `feature_dims` gives (D, D') without building params.
+`model.dtype` is the encoder's compute dtype; its parameters, BatchNorm
+statistics and outputs are float32 in either dtype.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from skeljax import skeleton
 from skeljax.models.gru import BiGRU
@@ -30,8 +33,14 @@ __all__ = [
   'STGCN',
   'STTransformer',
   'build_encoder',
+  'compute_dtype',
   'feature_dims',
 ]
+
+
+def compute_dtype(model_cfg):
+  """`model.dtype` as a jnp dtype; float32 for configs saved before the field existed."""
+  return jnp.dtype(model_cfg.get('dtype', 'float32'))
 
 
 def _stgcn(cfg, layout, frames):
@@ -44,6 +53,7 @@ def _stgcn(cfg, layout, frames):
     adjacency=cfg.adjacency,
     edge_importance=cfg.edge_importance,
     dropout=cfg.dropout,
+    dtype=compute_dtype(cfg),
   )
 
 
@@ -56,12 +66,19 @@ def _transformer(cfg, layout, frames):
     heads=cfg.heads,
     patch=cfg.get('patch', DEFAULT_PATCH),
     dropout=cfg.dropout,
+    dtype=compute_dtype(cfg),
   )
 
 
 def _gru(cfg, layout, frames):
   del frames
-  return BiGRU(layout, hidden=cfg.gru_hidden, layers=cfg.gru_layers, dropout=cfg.dropout)
+  return BiGRU(
+    layout,
+    hidden=cfg.gru_hidden,
+    layers=cfg.gru_layers,
+    dropout=cfg.dropout,
+    dtype=compute_dtype(cfg),
+  )
 
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {

@@ -1,6 +1,12 @@
-"""Heads on top of an encoder: projection MLP, interpolation decoder, classifier."""
+"""Heads on top of an encoder: projection MLP, interpolation decoder, classifier.
+
+A head's `dtype` is its compute dtype (bfloat16 for GPU/TPU); its parameters
+and its output are float32 in either dtype, so the losses are float32.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -12,16 +18,19 @@ class ProjectionHead(nn.Module):
   Attributes:
     hidden: hidden width; 0 means the input width.
     out: output feature size.
+    dtype: compute dtype; the output is float32.
   """
 
   hidden: int
   out: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    """x: [B, D] -> [B, out]."""
+    """x: [B, D] -> float32 [B, out]."""
     hidden = self.hidden or x.shape[-1]
-    return nn.Dense(self.out, name='out')(nn.relu(nn.Dense(hidden, name='hidden')(x)))
+    y = nn.relu(nn.Dense(hidden, dtype=self.dtype, name='hidden')(x))
+    return nn.Dense(self.out, dtype=self.dtype, name='out')(y).astype(jnp.float32)
 
 
 class LinearClassifier(nn.Module):
@@ -73,6 +82,7 @@ class InterpDecoder(nn.Module):
     num_joints: V.
     channels: C.
     width: hidden width of the MLP.
+    dtype: compute dtype; the reconstruction is float32.
   """
 
   frames: int
@@ -80,10 +90,11 @@ class InterpDecoder(nn.Module):
   num_joints: int
   channels: int
   width: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, features):
-    """features: [B*M, T', V, D'] or [B, T', D'] -> reconstruction [B, M, T, V, C]."""
+    """features: [B*M, T', V, D'] or [B, T', D'] -> float32 reconstruction [B, M, T, V, C]."""
     t, m, v, c = self.frames, self.persons, self.num_joints, self.channels
     if features.ndim == 4:
       nm, tp, fv, d = features.shape
@@ -92,17 +103,19 @@ class InterpDecoder(nn.Module):
           f"InterpDecoder: per-joint features must be [B*{m}, T', {v}, D], got {features.shape}"
         )
       y = interpolate_time(features.reshape(nm, tp, v * d), t).reshape(nm, t, v, d)
-      y = nn.Dense(self.width, name='hidden')(y)
-      y = y + self.param('joint_embed', nn.initializers.normal(0.02), (v, self.width))
+      y = nn.Dense(self.width, dtype=self.dtype, name='hidden')(y)
+      embed = self.param('joint_embed', nn.initializers.normal(0.02), (v, self.width))
+      y = y + embed.astype(y.dtype)  # a float32 table would promote y
       # Zero init: the decoder starts at a zero residual, i.e. at the fill it refines.
-      y = nn.Dense(c, kernel_init=nn.initializers.zeros, name='out')(nn.relu(y))  # [B*M, T, V, C]
+      out = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name='out')
+      y = out(nn.relu(y)).astype(jnp.float32)  # [B*M, T, V, C]
       return y.reshape(nm // m, m, t, v, c)
     if features.ndim != 3:
       raise ValueError(
         f"InterpDecoder: features must be [B*M, T', V, D'] or [B, T', D'], got {features.shape}"
       )
     y = interpolate_time(features, t)
-    y = nn.relu(nn.Dense(self.width, name='hidden')(y))
-    y = nn.Dense(m * v * c, name='out')(y)  # [B, T, M*V*C]
+    y = nn.relu(nn.Dense(self.width, dtype=self.dtype, name='hidden')(y))
+    y = nn.Dense(m * v * c, dtype=self.dtype, name='out')(y).astype(jnp.float32)  # [B, T, M*V*C]
     y = y.reshape(y.shape[0], t, m, v, c)
     return y.transpose(0, 2, 1, 3, 4)

@@ -18,11 +18,16 @@ tests, and the `fast` one used by default (see `docs/models.md` for timings):
 Padded frames (t >= n) are zeroed at the input and after every ReLU, so a
 valid frame sees zeros past the sequence end exactly as if the sequence were
 cut there, and BatchNorm statistics are taken over valid frames only.
+
+`dtype` is the compute dtype (bfloat16 for GPU/TPU): parameters stay float32
+and are cast where they are used, BatchNorm statistics are float32, and the
+outputs are float32, so every loss downstream is.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -54,10 +59,12 @@ class GraphConv(nn.Module):
   Attributes:
     features: output channels.
     impl: 'fast' or 'reference' (same parameters, same result).
+    dtype: compute dtype (parameters stay float32).
   """
 
   features: int
   impl: str = 'fast'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, a):
@@ -72,6 +79,7 @@ class GraphConv(nn.Module):
       (cin, k, cout),
     )
     b = self.param('bias', nn.initializers.zeros, (k, cout))
+    x, w, b, a = nn.dtypes.promote_dtype(x, w, b, a, dtype=self.dtype)
     if self.impl == 'reference':
       out = 0.0
       for p in range(k):
@@ -122,8 +130,17 @@ def _fast_temporal_conv_bwd(stride, res, dy):
   xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
   span = stride * (dy.shape[1] - 1) + 1
   d2 = dy.reshape(-1, cout)
-  dw = jnp.stack([xp[:, i : i + span : stride].reshape(-1, cin).T @ d2 for i in range(kt)])
-  return dx, dw
+  # Each tap sums N*T'*V products (83,200 at NTU size): accumulate them in float32
+  # even in bfloat16, then return the primal's dtype, as custom_vjp requires.
+  dw = jnp.stack(
+    [
+      jnp.matmul(
+        xp[:, i : i + span : stride].reshape(-1, cin).T, d2, preferred_element_type=jnp.float32
+      )
+      for i in range(kt)
+    ]
+  )
+  return dx, dw.astype(w.dtype)
 
 
 _fast_temporal_conv.defvjp(_fast_temporal_conv_fwd, _fast_temporal_conv_bwd)
@@ -138,12 +155,14 @@ class TemporalConv(nn.Module):
     kernel: temporal kernel size (odd).
     impl: 'fast' (XLA's convolution forward and input gradient, the filter
       gradient as one matmul per tap) or 'reference' (`lax.conv` and autodiff).
+    dtype: compute dtype (parameters stay float32).
   """
 
   features: int
   stride: int = 1
   kernel: int = TEMPORAL_KERNEL
   impl: str = 'fast'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
@@ -151,6 +170,7 @@ class TemporalConv(nn.Module):
     kt, cin = self.kernel, x.shape[-1]
     w = self.param('kernel', nn.initializers.lecun_normal(), (kt, cin, self.features))
     b = self.param('bias', nn.initializers.zeros, (self.features,))
+    x, w, b = nn.dtypes.promote_dtype(x, w, b, dtype=self.dtype)
     if self.impl == 'reference':
       return _temporal_conv(x, w, self.stride) + b
     if self.impl != 'fast':
@@ -168,6 +188,7 @@ class STGCNBlock(nn.Module):
     edge_importance: learn a [K, V, V] multiplier on the adjacency (init ones).
     dropout: dropout rate after the temporal BN.
     impl: 'fast' or 'reference' for both convolutions.
+    dtype: compute dtype; BatchNorm statistics stay float32.
   """
 
   features: int
@@ -176,6 +197,7 @@ class STGCNBlock(nn.Module):
   edge_importance: bool = True
   dropout: float = 0.0
   impl: str = 'fast'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, adjacency, mask, train: bool):
@@ -183,20 +205,22 @@ class STGCNBlock(nn.Module):
     a = jnp.asarray(adjacency)
     if self.edge_importance:
       a = a * self.param('edge_importance', nn.initializers.ones, a.shape)
-    m4 = mask[:, :, None, None]
-    y = GraphConv(self.features, impl=self.impl, name='gcn')(x, a)
-    y = nn.relu(_bn(train, 'gcn_bn')(y, mask=m4 > 0)) * m4
-    y = TemporalConv(self.features, self.stride, impl=self.impl, name='tcn')(y)
+    dt = self.dtype
+    # Masks in the compute dtype: a float32 mask would promote bfloat16 activations.
+    m4 = mask[:, :, None, None].astype(dt)
+    y = GraphConv(self.features, impl=self.impl, dtype=dt, name='gcn')(x, a)
+    y = nn.relu(_bn(train, 'gcn_bn', dtype=dt)(y, mask=m4 > 0)) * m4
+    y = TemporalConv(self.features, self.stride, impl=self.impl, dtype=dt, name='tcn')(y)
     out_mask = mask[:, :: self.stride]
-    o4 = out_mask[:, :, None, None]
-    y = _bn(train, 'tcn_bn')(y, mask=o4 > 0)
+    o4 = out_mask[:, :, None, None].astype(dt)
+    y = _bn(train, 'tcn_bn', dtype=dt)(y, mask=o4 > 0)
     y = nn.Dropout(self.dropout, deterministic=not train)(y)
     if self.residual:
       if x.shape[-1] == self.features and self.stride == 1:
         res = x
       else:
-        res = nn.Dense(self.features, name='res')(x[:, :: self.stride])
-        res = _bn(train, 'res_bn')(res, mask=o4 > 0)
+        res = nn.Dense(self.features, dtype=dt, name='res')(x[:, :: self.stride])
+        res = _bn(train, 'res_bn', dtype=dt)(res, mask=o4 > 0)
       y = y + res
     return nn.relu(y) * o4, out_mask
 
@@ -212,6 +236,8 @@ class STGCN(nn.Module):
     edge_importance: learnable per-block edge weights.
     dropout: dropout rate inside each block.
     impl: 'fast' or 'reference' convolutions.
+    dtype: compute dtype, e.g. jnp.bfloat16 on GPU/TPU; parameters, BatchNorm
+      statistics and both outputs stay float32.
   """
 
   layout: skeleton.Layout
@@ -221,6 +247,7 @@ class STGCN(nn.Module):
   edge_importance: bool = True
   dropout: float = 0.0
   impl: str = 'fast'
+  dtype: Any = jnp.float32
 
   @property
   def feature_dim(self) -> int:
@@ -245,7 +272,8 @@ class STGCN(nn.Module):
     Returns:
       pooled [B, D] (masked mean over valid frames and joints, then over
       persons) and temporal [B, T', D] (mean over joints and persons; zero on
-      padded frames), with D = widths[-1] and T' = T / prod(strides) rounded up.
+      padded frames), with D = widths[-1] and T' = T / prod(strides) rounded up;
+      both float32 whatever `dtype`.
     """
     common.check_input('stgcn', x, n, self.layout)
     if len(self.widths) != len(self.strides):
@@ -256,7 +284,9 @@ class STGCN(nn.Module):
     m4 = mask[:, :, None, None]
     # Data BN over V*C channels shared by all persons (the original normalises
     # M*V*C channels, which would tie statistics to person order).
-    x = _bn(train, 'data_bn', axis=(-2, -1))(x * m4, mask=m4 > 0) * m4
+    # The data BN normalises the float32 input and emits the compute dtype.
+    x = _bn(train, 'data_bn', axis=(-2, -1), dtype=self.dtype)(x * m4, mask=m4 > 0)
+    x = x * m4.astype(self.dtype)
     a = np.asarray(self.layout.adjacency(self.adjacency))
     for i, (width, stride) in enumerate(zip(self.widths, self.strides, strict=True)):
       x, mask = STGCNBlock(
@@ -266,8 +296,11 @@ class STGCN(nn.Module):
         edge_importance=self.edge_importance,
         dropout=self.dropout,
         impl=self.impl,
+        dtype=self.dtype,
         name=f'block{i + 1}',
       )(x, a, mask, train)
+    # Pool and return in float32: the losses and the queue are float32.
+    x = x.astype(jnp.float32)
     # Per-joint features [B*M, T', V, D] for decoders that read them (interpolation).
     self.sow('intermediates', 'joints', x)
     per_frame = x.mean(axis=2)  # [N, T', D]; padded frames are already zero

@@ -9,9 +9,15 @@ per joint and (patch of) frame(s). A block is pre-LN
 
 Factorising attention keeps its cost at T*V*(T + V) instead of (T*V)^2; at the
 default width the Dense layers, not the attention, dominate (docs/models.md).
+
+`dtype` is the compute dtype (bfloat16 for GPU/TPU): parameters stay float32,
+LayerNorm statistics and the attention softmax are float32, and the outputs
+are float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,18 +43,21 @@ class AxisAttention(nn.Module):
     heads: attention heads (divide D).
     axis: 1 = over frames (temporal), 2 = over joints (spatial).
     dropout: dropout on the attention weights.
+    dtype: compute dtype (parameters stay float32).
   """
 
   heads: int
   axis: int
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, key_mask, train: bool):
     """x: [N, T, V, D], key_mask: bool [N, T] or None -> [N, T, V, D]."""
     d = x.shape[-1]
     dh = d // self.heads
-    qkv = nn.DenseGeneral((3, self.heads, dh), name='qkv')(x)  # [N, T, V, 3, H, dh]
+    # [N, T, V, 3, H, dh]
+    qkv = nn.DenseGeneral((3, self.heads, dh), dtype=self.dtype, name='qkv')(x)
     q, k, v = qkv[..., 0, :, :] * dh**-0.5, qkv[..., 1, :, :], qkv[..., 2, :, :]
     if self.axis == 2:
       logits = jnp.einsum('ntqhd,ntkhd->nthqk', q, k)
@@ -57,12 +66,14 @@ class AxisAttention(nn.Module):
     if key_mask is not None:
       # [N, 1 (joints), 1 (heads), 1 (queries), T (keys)]: padded frames get no weight.
       logits = jnp.where(key_mask[:, None, None, None, :], logits, -1e9)
-    w = nn.Dropout(self.dropout, deterministic=not train)(jax.nn.softmax(logits, axis=-1))
+    # Softmax in float32: bfloat16's 8-bit mantissa loses small weights to the max.
+    w = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+    w = nn.Dropout(self.dropout, deterministic=not train)(w)
     if self.axis == 2:
       out = jnp.einsum('nthqk,ntkhd->ntqhd', w, v)
     else:
       out = jnp.einsum('nvhqk,nkvhd->nqvhd', w, v)
-    return nn.DenseGeneral(d, axis=(-2, -1), name='out')(out)
+    return nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, name='out')(out)
 
 
 class STBlock(nn.Module):
@@ -74,23 +85,29 @@ class STBlock(nn.Module):
     heads: attention heads.
     mlp_ratio: MLP hidden width / token width.
     dropout: attention and residual dropout rate.
+    dtype: compute dtype (LayerNorm statistics stay float32).
   """
 
   heads: int
   mlp_ratio: int = 4
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, key_mask, train: bool):
     """x: [N, T, V, D], key_mask: bool [N, T] (valid frames) -> [N, T, V, D]."""
-    d = x.shape[-1]
+    d, dt = x.shape[-1], self.dtype
     drop = nn.Dropout(self.dropout, deterministic=not train)
-    y = nn.LayerNorm(name='ln_spatial')(x)
-    x = x + drop(AxisAttention(self.heads, 2, self.dropout, name='spatial')(y, None, train))
-    y = nn.LayerNorm(name='ln_temporal')(x)
-    x = x + drop(AxisAttention(self.heads, 1, self.dropout, name='temporal')(y, key_mask, train))
-    y = nn.Dense(self.mlp_ratio * d, name='mlp_in')(nn.LayerNorm(name='ln_mlp')(x))
-    y = nn.Dense(d, name='mlp_out')(drop(nn.relu(y)))
+    y = nn.LayerNorm(dtype=dt, name='ln_spatial')(x)
+    att = AxisAttention(self.heads, 2, self.dropout, dtype=dt, name='spatial')
+    x = x + drop(att(y, None, train))
+    y = nn.LayerNorm(dtype=dt, name='ln_temporal')(x)
+    att = AxisAttention(self.heads, 1, self.dropout, dtype=dt, name='temporal')
+    x = x + drop(att(y, key_mask, train))
+    y = nn.Dense(self.mlp_ratio * d, dtype=dt, name='mlp_in')(
+      nn.LayerNorm(dtype=dt, name='ln_mlp')(x)
+    )
+    y = nn.Dense(d, dtype=dt, name='mlp_out')(drop(nn.relu(y)))
     return x + drop(y)
 
 
@@ -105,6 +122,8 @@ class STTransformer(nn.Module):
     heads: attention heads (must divide width).
     patch: frames per temporal token; T' = ceil(T / patch).
     dropout: attention and residual dropout rate.
+    dtype: compute dtype, e.g. jnp.bfloat16 on GPU/TPU; parameters and both
+      outputs stay float32.
   """
 
   layout: skeleton.Layout
@@ -114,6 +133,7 @@ class STTransformer(nn.Module):
   heads: int = 4
   patch: int = DEFAULT_PATCH
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @property
   def feature_dim(self) -> int:
@@ -136,7 +156,7 @@ class STTransformer(nn.Module):
     Returns:
       pooled [B, width] (masked mean over valid tokens' frames, then persons)
       and temporal [B, T', width] (mean over joints, then persons; zero on
-      padded frames), T' = ceil(T / patch).
+      padded frames), T' = ceil(T / patch); both float32 whatever `dtype`.
     """
     common.check_input('transformer', x, n, self.layout, max_frames=self.frames)
     if self.width % self.heads:
@@ -151,13 +171,18 @@ class STTransformer(nn.Module):
     x = x.reshape(x.shape[0], tp, p, v, c).transpose(0, 1, 3, 2, 4).reshape(-1, tp, v, p * c)
     n = common.strided_lengths(n, p)
     mask = common.frame_mask(n, tp)
-    x = nn.Dense(self.width, name='embed')(x)
-    x = x + self.param('pos_joint', _EMBED_INIT, (v, self.width))
-    x = x + self.param('pos_time', _EMBED_INIT, (-(-self.frames // p), self.width))[:tp, None]
+    dt = self.dtype
+    x = nn.Dense(self.width, dtype=dt, name='embed')(x)
+    # Position tables are float32 parameters; added in float32 they would promote x.
+    x = x + self.param('pos_joint', _EMBED_INIT, (v, self.width)).astype(dt)
+    pos_time = self.param('pos_time', _EMBED_INIT, (-(-self.frames // p), self.width))
+    x = x + pos_time[:tp, None].astype(dt)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     for i in range(self.depth):
-      x = STBlock(self.heads, dropout=self.dropout, name=f'block{i + 1}')(x, mask > 0, train)
-    x = nn.LayerNorm(name='ln_out')(x)
+      block = STBlock(self.heads, dropout=self.dropout, dtype=dt, name=f'block{i + 1}')
+      x = block(x, mask > 0, train)
+    # The last LayerNorm emits float32: pooling and every loss downstream are float32.
+    x = nn.LayerNorm(dtype=jnp.float32, name='ln_out')(x)
     # Per-joint features [B*M, T', V, D] for decoders that read them (interpolation).
     self.sow('intermediates', 'joints', x)
     per_frame = x.mean(axis=2) * mask[:, :, None]  # [N, T', D]
