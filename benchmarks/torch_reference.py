@@ -374,7 +374,7 @@ class MCC(nn.Module):
     l_hard = torch.einsum('nc,nc->n', q, k_neg).unsqueeze(-1)
     l_neg = torch.einsum('nc,ck->nk', q, self.queue.clone().detach())
     logits = torch.cat([l_pos, l_hard, l_neg], dim=1) / self.T
-    labels = torch.zeros(b, dtype=torch.long)
+    labels = torch.zeros(b, dtype=torch.long, device=logits.device)
     nce = F.cross_entropy(logits, labels)
     recon = self.decoder(temporal)
     present = (interp_target != 0).flatten(2).any(dim=2).float()  # [B, M]
@@ -402,15 +402,21 @@ def make_optimizer(model: nn.Module, lr=0.1, momentum=0.9, weight_decay=1e-4):
   )
 
 
-def train_step(model: MCC, optimizer, views: dict) -> float:
-  """One MCC step on precomputed views (see `make_views`); returns the loss."""
-  loss = model(
-    views['interp_input'],
-    views['positive'],
-    views['negative'],
-    views['anchor'],
-    views['interp_mask'],
-  )
+def train_step(model: MCC, optimizer, views: dict, autocast_dtype=None) -> float:
+  """One MCC step on precomputed views (see `make_views`); returns the loss.
+
+  `autocast_dtype` (e.g. torch.bfloat16) runs the forward under torch.autocast on the
+  views' device: PyTorch's mixed precision, against skeljax's `model.dtype`.
+  """
+  device = views['anchor'].device.type
+  with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    loss = model(
+      views['interp_input'],
+      views['positive'],
+      views['negative'],
+      views['anchor'],
+      views['interp_mask'],
+    )
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
   optimizer.step()
