@@ -17,7 +17,7 @@ _IGNORED = {
   'log_every',
   'checkpoint_every',
   'keep_checkpoints',
-  'num_workers',
+  'num_threads',
   'data_dir',
   'manual_dir',
 }

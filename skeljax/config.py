@@ -65,7 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
     frames=50,  # T: clip length every view is resampled to
     train_split='train',
     test_split='test',
-    num_workers=0,  # grain worker processes; 0 reads in the main process
+    # grain threads that read and preprocess training records (per record, then batched);
+    # 0 = every core of this process. It changes speed only, never the batches.
+    num_threads=0,
     # > 0: hold out this class-stratified fraction of the training split (fixed draw,
     # the same for every seed) as a validation set. Every stage then trains on the rest
     # and reports on the held-out part instead of the test split: tune with it, never
@@ -169,6 +171,9 @@ def base_config() -> ml_collections.ConfigDict:
     # broken clip with gradient (docs/results.md).
     negative_loss='rank',
     negative_weight=1.0,  # rank: the term's weight; infonce: w in the denominator
+    # rank: fraction of the batch whose broken clip goes through the query encoder each
+    # step (a whole number of ghost-BN groups); it sets most of MCC's extra cost.
+    negative_fraction=0.5,
     speed_positive=True,  # False: positive at speed 1 (ablation)
     broken_negative=True,  # False: queue negatives only (ablation)
     interpolation=True,  # False: no interpolation loss (ablation)
@@ -294,6 +299,16 @@ def validate(
     b_interp == int(b_interp),
     f'mcc.interp_fraction={m.interp_fraction} of pretrain.batch_size='
     f'{config.pretrain.batch_size} is not a whole number of samples',
+  )
+  group = config.pretrain.batch_size // max(m.bn_groups, 1)
+  b_neg = config.pretrain.batch_size * m.negative_fraction
+  _check(
+    0 < m.negative_fraction <= 1
+    and b_neg == int(b_neg)
+    and (m.bn_groups == 1 or int(b_neg) % max(group, 1) == 0),
+    f'mcc.negative_fraction={m.negative_fraction} of pretrain.batch_size='
+    f'{config.pretrain.batch_size} must be in (0, 1] and a whole number of ghost-BN groups '
+    f'of {group} samples',
   )
   _check(
     m.negative_weight >= 0,

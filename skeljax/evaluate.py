@@ -259,7 +259,12 @@ def recalibrate_bn(config, mesh, variables, split: data.Split):
   steps = max(split.size // bs, 1)
   total = None
   for batch in data.train_batches(
-    split, batch_size=bs, seed=config.seed, start_step=0, num_steps=steps
+    split,
+    batch_size=bs,
+    seed=config.seed,
+    start_step=0,
+    num_steps=steps,
+    num_threads=config.data.num_threads,
   ):
     g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
     stats = fn(params, g['x'], g['n'])
@@ -455,6 +460,7 @@ def train_supervised(
       start_step=start,
       num_steps=total,
       indices=indices,
+      num_threads=config.data.num_threads,
     ),
     mesh=mesh,
     ckpt=ckpt,

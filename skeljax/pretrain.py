@@ -259,13 +259,15 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
 
   enc_vars = {'params': params['encoder'], 'batch_stats': state.batch_stats}
   query_clips = [views['anchor']] + ([views['positive']] if m.symmetric else [])
+  bn = int(round(b * m.negative_fraction))
   if rank:
-    query_clips.append(views['negative'])
+    query_clips.append(views['negative'][:bn])
+  clips = jnp.concatenate(query_clips, axis=0)
   pooled, _, _, batch_stats = encode(
     nets.encoder,
     enc_vars,
-    jnp.concatenate(query_clips, axis=0),
-    groups=groups * len(query_clips),
+    clips,
+    groups=1 if groups == 1 else clips.shape[0] // (b // groups),
     rng=rng_drop_q,
   )
   q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
@@ -280,7 +282,7 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
   loss = nce
   metrics = {'nce': nce, **parts}
   if rank:
-    broken, broken_parts = objectives.broken_rank_loss(q[:b], q[-b:], k_pos, m.temperature)
+    broken, broken_parts = objectives.broken_rank_loss(q[:bn], q[-bn:], k_pos[:bn], m.temperature)
     loss = loss + m.negative_weight * broken
     metrics.update(broken=broken, **broken_parts)
   if sw['interpolation']:

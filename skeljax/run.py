@@ -95,7 +95,12 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     state=state,
     step_fn=step_fn,
     batches=lambda start: data.train_batches(
-      ctx.train, batch_size=sec.batch_size, seed=config.seed, start_step=start, num_steps=total
+      ctx.train,
+      batch_size=sec.batch_size,
+      seed=config.seed,
+      start_step=start,
+      num_steps=total,
+      num_threads=config.data.num_threads,
     ),
     mesh=ctx.mesh,
     ckpt=ckpt,

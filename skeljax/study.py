@@ -11,14 +11,18 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   no_negative       MCC without the motion-broken negative -> linear
   no_interp         MCC without interpolation -> linear
   speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear
+  no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
+  neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
+  neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
   contrastive_time  the baseline given MCC's pretraining wall time (more epochs) -> linear
   random            random-init encoder -> linear
   scratch           supervised from random init
   mcc_finetune      MCC's encoder (row mcc) fine-tuned end to end
 
 Every pretraining row also reports kNN. The table (mean ± std over seeds of
-top-1, kNN-1, pretrain wall time) goes to <workdir>/study.md and study.json,
-with a bar chart in <workdir>/study.png.
+top-1, kNN-1, pretrain wall time, and top-1 on the time-reversed class pairs of
+`config.data.reversed_pairs` apart from the other classes) goes to
+<workdir>/study.md and study.json, with a bar chart in <workdir>/study.png.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ PRETRAIN_ROWS = {
   'no_negative': {'mcc.broken_negative': False},
   'no_interp': {'mcc.interpolation': False},
   'speed_only': {'mcc.broken_negative': False, 'mcc.interpolation': False},
+  'no_speed': {'mcc.speed_positive': False},
+  'neg_shuffle': {'augment.negative': 'segment_shuffle'},
+  'neg_reverse': {'augment.negative': 'reverse'},
 }
 ROWS = (*PRETRAIN_ROWS, 'contrastive_time', 'random', 'scratch', 'mcc_finetune')
 
@@ -116,6 +123,8 @@ def summarize(workdir: str, rows, seeds) -> list[dict]:
     top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
     knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
+    pairs = [r['stages'].get(main, {}).get('reversed_pairs_top1') for r in runs]
+    others = [r['stages'].get(main, {}).get('other_classes_top1') for r in runs]
     first = runs[0]
     out.append(
       {
@@ -124,6 +133,8 @@ def summarize(workdir: str, rows, seeds) -> list[dict]:
         'top1': _stat(top1),
         'knn1': _stat(knn1),
         'pretrain_wall_s': _stat(wall),
+        'reversed_pairs_top1': _stat(pairs),
+        'other_classes_top1': _stat(others),
         'pretrain_epochs': first['stages'].get('pretrain', {}).get('epochs'),
         'seeds': [r['protocol']['seed'] for r in runs],
         'device': first['device'],
@@ -144,12 +155,14 @@ def markdown(records: list[dict], base) -> str:
     f'# Study: {d.name}/{d.config}, T={d.frames}, {base.model.name}/{base.model.size}, '
     f'pretrain batch {base.pretrain.batch_size}, linear {base.linear.epochs} epochs',
     '',
-    '| row | protocol | top-1 % | kNN-1 % | pretrain epochs | pretrain wall s | seeds |',
-    '|---|---|---|---|---|---|---|',
+    '| row | protocol | top-1 % | kNN-1 % | reversed pairs top-1 % | other classes top-1 % '
+    '| pretrain epochs | pretrain wall s | seeds |',
+    '|---|---|---|---|---|---|---|---|---|',
   ]
   for r in records:
     lines.append(
       f'| {r["row"]} | {r["protocol"]} | {_fmt(r["top1"])} | {_fmt(r["knn1"])} | '
+      f'{_fmt(r["reversed_pairs_top1"])} | {_fmt(r["other_classes_top1"])} | '
       f'{r["pretrain_epochs"] or ""} | {_fmt(r["pretrain_wall_s"], 0)} | '
       f'{",".join(map(str, r["seeds"]))} |'
     )

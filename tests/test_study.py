@@ -14,7 +14,14 @@ from .conftest import REPO
 
 def _fake_run(path, seed, top1, knn1=None, wall=None, stage='linear', epochs=10):
   path.mkdir(parents=True)
-  stages = {stage: {'top1': top1, 'top5': 100.0}}
+  stages = {
+    stage: {
+      'top1': top1,
+      'top5': 100.0,
+      'reversed_pairs_top1': top1 - 5,
+      'other_classes_top1': top1,
+    }
+  }
   if knn1 is not None:
     stages['knn'] = {'k1': {'top1': knn1}, 'top1': knn1}
   if wall is not None:
@@ -32,6 +39,10 @@ def test_row_configs_switch_exactly_one_thing(tmp_path):
   assert not study.row_config(base, 'no_interp', 3, str(tmp_path)).mcc.interpolation
   speed = study.row_config(base, 'speed_only', 3, str(tmp_path))
   assert speed.mcc.speed_positive and not (speed.mcc.broken_negative or speed.mcc.interpolation)
+  assert not study.row_config(base, 'no_speed', 3, str(tmp_path)).mcc.speed_positive
+  assert study.row_config(base, 'neg_reverse', 3, str(tmp_path)).augment.negative == 'reverse'
+  shuffle = study.row_config(base, 'neg_shuffle', 3, str(tmp_path))
+  assert shuffle.augment.negative == 'segment_shuffle'
   assert study.row_config(base, 'random', 3, str(tmp_path)).init_from == 'random'
   ft = study.row_config(base, 'mcc_finetune', 3, str(tmp_path))
   assert ft.stages == ('finetune',) and ft.init_from == str(tmp_path / 'mcc' / 'seed3')
@@ -60,7 +71,10 @@ def test_summary_means_and_sample_std(tmp_path):
   assert mcc['knn1']['mean'] == 60.0 and mcc['pretrain_wall_s']['mean'] == 101.0
   assert scratch['protocol'] == 'scratch' and scratch['top1'] == {'mean': 90.0, 'std': 0.0, 'n': 1}
   table = study.markdown(records, config_lib.base_config())
-  assert '| mcc | linear | 70.0 ± 10.0 | 60.0 ± 10.0 | 10 | 101 ± 1 | 0,1,2 |' in table
+  assert (
+    '| mcc | linear | 70.0 ± 10.0 | 60.0 ± 10.0 | 65.0 ± 10.0 | 70.0 ± 10.0 | 10 | 101 ± 1 '
+    '| 0,1,2 |' in table
+  )
 
 
 def test_unknown_row_is_one_line_error(tmp_path):
