@@ -26,6 +26,9 @@ def get_config(arg=None):
   c.data.max_frames = 208  # the longest sequence has 201 frames
   c.data.frames = 32  # median length is 31 frames
   c.data.reversed_pairs = ('sit down|stand up', 'donning|doffing')
+  # Rotate each clip so its shoulders lie along x: the xview test is another camera angle.
+  # Random-init linear on the view-2 validation proxy: 44.6% without, 56.6% with.
+  c.augment.view_align = True
   c.mcc.queue_size = 512  # own keys are masked (mcc.mask_own), so no query meets itself
   c.mcc.temperature = 0.1
   c.pretrain.epochs = 60

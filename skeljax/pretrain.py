@@ -52,7 +52,9 @@ def make_nets(config) -> Nets:
   return Nets(
     encoder=models.build_encoder(config.model, layout, frames),
     projector=heads.ProjectionHead(
-      hidden=config.model.projection_hidden, out=config.mcc.feature_dim
+      hidden=config.model.projection_hidden,
+      out=config.mcc.feature_dim,
+      dtype=models.compute_dtype(config.model),
     ),
     decoder=heads.InterpDecoder(
       frames=frames,
@@ -60,6 +62,7 @@ def make_nets(config) -> Nets:
       num_joints=layout.num_joints,
       channels=layout.num_channels,
       width=config.model.decoder_width,
+      dtype=models.compute_dtype(config.model),
     ),
   )
 

@@ -88,10 +88,15 @@ def test_ema_update_uses_the_configured_momentum():
 
 
 def test_momentum_follows_the_run_length_and_the_cosine_schedule():
-  mcc = tiny_config().mcc  # momentum -1: derived
-  assert pretrain.base_momentum(mcc, 900) == pytest.approx(1 - 1 / 18)
+  mcc = tiny_config().mcc  # momentum -1: derived, time constant = ema_fraction of the run
+  mcc.momentum_schedule = 'cosine'
+  mcc.ema_fraction = 0.25
+  assert pretrain.base_momentum(mcc, 900) == pytest.approx(1 - 1 / (0.25 * 900))
   assert pretrain.base_momentum(mcc, 94_000) == pytest.approx(0.999)
-  assert pretrain.base_momentum(mcc, 50) == pytest.approx(0.9)
+  assert pretrain.base_momentum(mcc, 20) == pytest.approx(0.9)
+  mcc.momentum = 0.97  # a fixed value wins
+  assert pretrain.base_momentum(mcc, 900) == pytest.approx(0.97)
+  mcc.momentum = -1.0
   m0 = pretrain.base_momentum(mcc, 900)
   assert float(pretrain.momentum_at(mcc, 0, 900)) == pytest.approx(m0)
   assert float(pretrain.momentum_at(mcc, 450, 900)) == pytest.approx(1 - (1 - m0) / 2, rel=1e-6)
