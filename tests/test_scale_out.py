@@ -71,7 +71,11 @@ def _same_queue(a, b):
 
   (qa, pa), (qb, pb) = _final_queue(a), _final_queue(b)
   assert pa == pb
-  np.testing.assert_allclose(qa, qb, atol=1e-4)
+  # The keys inherit the curve's amplified rounding: with the EMA rate derived from this
+  # 6-step run (m = 0.9) the key encoder follows the query closely (1 vs 8 devices
+  # measured max 2.9e-3 on unit-norm keys; 2e-5 when m was 0.999). A wrong shard, batch
+  # or key moves them by O(1).
+  np.testing.assert_allclose(qa, qb, atol=1e-2)
 
 
 # Sharded and unsharded float32 reductions sum in different orders: one step from the
@@ -112,7 +116,7 @@ def test_one_and_eight_devices_agree_and_checkpoints_move_between_them(tmp_path)
   _same_queue(eight, one)
   r1 = json.loads((one / 'results.json').read_text())['stages']['linear']['top1']
   r8 = json.loads((eight / 'results.json').read_text())['stages']['linear']['top1']
-  assert abs(r1 - r8) <= 100.0 / 28 + 1e-6  # at most one test clip may flip
+  assert abs(r1 - r8) <= 100.0 / 28 + 1e-4  # at most one test clip may flip (float32 %)
   # Saved on 8 devices, resumed on 1 and on 4: the curve continues unchanged.
   for devices in (1, 4):
     resumed = tmp_path / f'resumed_on_{devices}'
