@@ -7,8 +7,8 @@ tfds_builders/nw_ucla/README.md).
   python -m skeljax.main --config=configs/nw_ucla.py:xview \
       --config.data.manual_dir=/path/to/nw_ucla --workdir=runs/nw_ucla_xview
 
-Expected result: see the NW-UCLA study table in the README (MCC vs contrastive
-vs random init vs scratch, with the command of each row). Published frozen-encoder
+Expected result: see docs/results.md (the audit, the view-2 validation proxy with the
+command of each row; the three-seed test-view study is not run yet). Published frozen-encoder
 references: P&C ~84-86%, Skeleton Cloud Colorization ~90%; supervised GCNs ~96-97%.
 """
 

@@ -110,15 +110,13 @@ def make_feature_fn(config, mesh):
     pooled, _ = encoder.apply(variables, clips, full, train=False)
     return pooled
 
-  return jax.jit(
-    features,
-    in_shardings=(
-      mesh_lib.replicated(mesh),
-      mesh_lib.batch_sharded(mesh),
-      mesh_lib.batch_sharded(mesh),
-    ),
-    out_shardings=mesh_lib.batch_sharded(mesh),
-  )
+  return _jit_on_batch(features, mesh, mesh_lib.batch_sharded(mesh))
+
+
+def _jit_on_batch(fn, mesh, out_sharding):
+  """jit of fn(variables, x, n): variables replicated, the batch sharded over 'data'."""
+  rep, batch = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
+  return jax.jit(fn, in_shardings=(rep, batch, batch), out_shardings=out_sharding)
 
 
 def extract(config, mesh, variables, split: data.Split, indices=None):
@@ -245,15 +243,7 @@ def recalibrate_bn(config, mesh, variables, split: data.Split):
     from_zero, from_one = upd(zeros), upd(ones)
     return jax.tree.map(lambda a, b: a / (1.0 - (b - a)), from_zero, from_one)
 
-  fn = jax.jit(
-    batch_stats,
-    in_shardings=(
-      mesh_lib.replicated(mesh),
-      mesh_lib.batch_sharded(mesh),
-      mesh_lib.batch_sharded(mesh),
-    ),
-    out_shardings=mesh_lib.replicated(mesh),
-  )
+  fn = _jit_on_batch(batch_stats, mesh, mesh_lib.replicated(mesh))
   params = jax.device_put(variables['params'], mesh_lib.replicated(mesh))
   bs = min(config.eval_batch_size, split.size - split.size % jax.device_count())
   steps = max(split.size // bs, 1)

@@ -3,12 +3,14 @@
   views   = augment.make_views(key, x, n)           on device, inside the step
   query   = projector(encoder(anchor))              gradients flow here
   keys    = key_projector(key_encoder(positive | negative))   EMA weights, no grad
-  L       = InfoNCE(query; positive vs [broken negative, queue minus own keys])
+  L       = InfoNCE(query; positive vs queue minus own keys)
+            + w * rank(query encoder(broken clip) below the anchor, against the positive key)
             + lambda * interp(decoder(encoder(frame-dropped anchor)), dropped frames)
+  (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead.)
 
 What keeps the objective honest (each a `config.mcc` field, see skeljax/config.py):
   * the key encoder's EMA rate follows the run length (`momentum`, `ema_fraction`,
-    `momentum_schedule`), so keys do not come from a nearly random network;
+    `momentum_schedule`) instead of assuming MoCo's ~1e5 steps;
   * ghost BatchNorm (`bn_groups`): the query pass normalises over fixed groups, the key
     pass over shuffled groups whose order is restored after, so a query never shares
     batch statistics with its own keys (MoCo's Shuffle-BN, on any device count);
