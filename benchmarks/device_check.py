@@ -26,8 +26,9 @@ It writes <out>/<device>.json (section `device_check`, merged into the file) and
 <out>/<device>.md, where <device> is a slug of `jax.devices()[0].device_kind` (e.g.
 `nvidia-h100-80gb-hbm3`); <out> defaults to benchmarks/results. A section that fails is
 recorded with its error, the others still run, and the exit code is then 1.
-`--quick` (CPU smoke test, about a minute): stgcn small only, batch 4, T_max 64, a queue of
-64, two timed steps, an epoch of 3 steps; its numbers check the path, not the speed.
+`--quick` (CPU smoke test, about a minute): stgcn small in float32 only (`--dtypes` adds
+bfloat16, which tests/test_dtype.py covers), batch 4, T_max 64, a queue of 64, two timed
+steps, an epoch of 3 steps; its numbers check the path, not the speed.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def run_demo() -> dict:
 
   with tempfile.TemporaryDirectory() as tmp:
     config = demo_config(os.path.join(tmp, 'data'))
+    config.random_reference = False  # the path is the check; the reference adds a probe
     t = time.perf_counter()
     out = run.train_and_evaluate(config, os.path.join(tmp, 'run'))
     wall = time.perf_counter() - t
@@ -603,7 +605,11 @@ def main(argv=None) -> int:
   parser.add_argument('--expect', choices=('gpu', 'tpu', 'cpu'), help='required platform')
   parser.add_argument('--out', default=str(bts.RESULTS), help='folder for <device>.json/.md')
   parser.add_argument('--models', default='', help=f'comma-separated from {", ".join(MODELS)}')
-  parser.add_argument('--dtypes', default=','.join(DTYPES))
+  parser.add_argument(
+    '--dtypes',
+    default='',
+    help=f'comma-separated from {", ".join(DTYPES)} (default: both; quick: float32)',
+  )
   parser.add_argument('--steps', type=int, default=0, help='timed steps (default 10; quick 2)')
   parser.add_argument(
     '--threads', type=int, default=_cores(), help='input pipeline threads (default: all cores)'
@@ -632,7 +638,7 @@ def main(argv=None) -> int:
   models = [m for m in args.models.split(',') if m] or (
     [EPOCH_MODEL] if args.quick else list(MODELS)
   )
-  dtypes = [d for d in args.dtypes.split(',') if d]
+  dtypes = [d for d in args.dtypes.split(',') if d] or (['float32'] if args.quick else list(DTYPES))
   for m in models:
     bts.protocol(m, 1)  # unknown names fail before anything runs
   for d in dtypes:

@@ -42,6 +42,7 @@ from skeljax import skeleton
 PAD_MODES = ('clip', 'edge', 'shift')
 NEGATIVES = ('segment_shuffle', 'reverse', 'local_shuffle')
 NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_shared')
+POSITIVE_WINDOWS = ('centred', 'own')
 CENTRES = ('clip', 'frame', 'none')
 _EPS = float(np.finfo(np.float32).eps)
 _SNAP_ULPS = 8
@@ -57,6 +58,7 @@ class AugParams:
   crop_ratio: tuple[float, float]
   speeds: tuple[float, ...]
   speed_range: tuple[float, ...]
+  positive_window: str
   pad_mode: str
   negative: str
   negative_source: str
@@ -87,6 +89,7 @@ class AugParams:
       crop_ratio=tuple(float(r) for r in aug.crop_ratio),
       speeds=tuple(float(s) for s in aug.speeds),
       speed_range=tuple(float(s) for s in aug.speed_range),
+      positive_window=str(aug.get('positive_window', 'centred')),
       pad_mode=str(aug.pad_mode),
       negative=str(aug.negative),
       negative_source=str(aug.get('negative_source', 'positive')),
@@ -120,6 +123,10 @@ class AugParams:
       )
     else:
       _need(self.speeds and min(self.speeds) > 0, 'augment.speeds must be non-empty and positive')
+    _need(
+      self.positive_window in POSITIVE_WINDOWS,
+      f'augment.positive_window {self.positive_window!r} not in {POSITIVE_WINDOWS}',
+    )
     _need(self.pad_mode in PAD_MODES, f'augment.pad_mode {self.pad_mode!r} not in {PAD_MODES}')
     _need(self.negative in NEGATIVES, f'augment.negative {self.negative!r} not in {NEGATIVES}')
     _need(
@@ -517,7 +524,13 @@ def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=
 def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation):
   k_crop, k_pos, k_aug_a, k_aug_p, k_neg, k_interp, k_aug_n = jax.random.split(key, 7)
   start, length = random_crop(k_crop, n, p.crop_ratio)
-  if speed_positive:
+  if speed_positive and p.positive_window == 'own':
+    # Its own crop (SkeletonCLR's second view), then played at the sampled speed; with a
+    # speed of 1 this is exactly the baseline's positive.
+    p_start, p_length = random_crop(k_pos, n, p.crop_ratio)
+    speed = sample_speed(jax.random.fold_in(k_pos, 1), p.speeds, p.speed_range)
+    p_start, p_length = speed_window(p_start, p_length, speed)
+  elif speed_positive:  # the anchor's window centre, played at the sampled speed
     speed = sample_speed(k_pos, p.speeds, p.speed_range)
     p_start, p_length = speed_window(start, length, speed)
   else:  # SkeletonCLR's second view: same speed, its own crop

@@ -85,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
     crop_ratio=(0.5, 1.0),  # anchor window, as a fraction of the valid frames
     speeds=(0.5, 2.0),  # playback speeds for the positive clip
     speed_range=(),  # (lo, hi): log-uniform speeds instead of the set
+    # Where the speed positive's window sits: 'centred' on the anchor's window centre, or
+    # 'own': its own random crop (as the baseline's second view), then played at the speed.
+    positive_window='centred',
     pad_mode='clip',  # window past the valid frames: 'clip' (= 'edge', hold) or 'shift' (slide in)
     negative='segment_shuffle',  # 'segment_shuffle', 'reverse' or 'local_shuffle'
     # Which frames the broken clip permutes. 'positive': the positive's window, with its
@@ -171,10 +174,12 @@ def base_config() -> ml_collections.ConfigDict:
     # (objectives.broken_rank_loss, weight negative_weight). 'infonce': its EMA key is a
     # hard negative in the InfoNCE denominator (weight w = negative_weight); measured to
     # collapse when its frames match the positive's, because the encoder never sees a
-    # broken clip with gradient (docs/results.md).
+    # broken clip with gradient (docs/results.md). 'classify': a small head on the query
+    # encoder's pooled features tells the anchor (natural) from the broken clip
+    # (objectives.order_loss, weight negative_weight), outside the contrastive space.
     negative_loss='rank',
     negative_weight=1.0,  # rank: the term's weight; infonce: w in the denominator
-    # rank: fraction of the batch whose broken clip goes through the query encoder each
+    # rank/classify: fraction of the batch whose broken clip goes through the query encoder each
     # step (a whole number of ghost-BN groups); it sets most of MCC's extra cost.
     negative_fraction=0.5,
     speed_positive=True,  # False: positive at speed 1 (ablation)
@@ -237,6 +242,10 @@ def validate(
     0 < lo <= hi <= 1, f'augment.crop_ratio must satisfy 0 < lo <= hi <= 1, got {a.crop_ratio}'
   )
   _check(all(s > 0 for s in a.speeds), 'augment.speeds must be positive')
+  _check(
+    a.positive_window in ('centred', 'own'),
+    f'augment.positive_window {a.positive_window!r} is not centred or own',
+  )
   _check(len(a.speed_range) in (0, 2), 'augment.speed_range must be () or (lo, hi)')
   _check(
     a.negative in ('segment_shuffle', 'reverse', 'local_shuffle'),
@@ -284,8 +293,8 @@ def validate(
     f'mcc.temperature must be in [0.01, 10] (peers use 0.07-0.2), got {m.temperature}',
   )
   _check(
-    m.negative_loss in ('rank', 'infonce'),
-    f'mcc.negative_loss {m.negative_loss!r} is not rank or infonce',
+    m.negative_loss in ('rank', 'classify', 'infonce'),
+    f'mcc.negative_loss {m.negative_loss!r} is not rank, classify or infonce',
   )
   _check(m.interp_weight >= 0, f'mcc.interp_weight must be >= 0, got {m.interp_weight}')
   _check(

@@ -90,6 +90,19 @@ def broken_rank_loss(
   return jnp.mean(loss), {'neg_win': jnp.mean(s_neg > s_pos)}
 
 
+def order_loss(natural: jax.Array, broken: jax.Array) -> tuple[jax.Array, dict]:
+  """Binary cross-entropy of a natural-vs-broken-motion head.
+
+  Args:
+    natural, broken: [N] logits of the head on natural clips (label 1) and on their
+      motion-broken versions (label 0).
+  Returns:
+    (mean loss over both halves, {'neg_win': fraction of broken clips scored natural}).
+  """
+  loss = 0.5 * (jnp.mean(jax.nn.softplus(-natural)) + jnp.mean(jax.nn.softplus(broken)))
+  return loss, {'neg_win': jnp.mean(broken > 0)}
+
+
 def interpolation_loss(
   pred: jax.Array, target: jax.Array, dropped: jax.Array, reference: jax.Array | None = None
 ) -> jax.Array:

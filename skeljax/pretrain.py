@@ -6,7 +6,9 @@
   L       = InfoNCE(query; positive vs queue minus own keys)
             + w * rank(query encoder(broken clip) below the anchor, against the positive key)
             + lambda * interp(decoder(encoder(frame-dropped anchor)), dropped frames)
-  (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead.)
+  (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead;
+   'classify' trains a small head on the query encoder's features to tell the anchor from
+   the broken clip.)
 
 What keeps the objective honest (each a `config.mcc` field, see skeljax/config.py):
   * the key encoder's EMA rate follows the run length (`momentum`, `ema_fraction`,
@@ -46,6 +48,7 @@ class Nets:
   encoder: nn.Module
   projector: nn.Module
   decoder: nn.Module
+  order_head: nn.Module  # natural vs broken motion (mcc.negative_loss='classify')
 
 
 def make_nets(config) -> Nets:
@@ -66,13 +69,22 @@ def make_nets(config) -> Nets:
       width=config.model.decoder_width,
       dtype=models.compute_dtype(config.model),
     ),
+    order_head=heads.ProjectionHead(
+      hidden=config.model.projection_hidden, out=1, dtype=models.compute_dtype(config.model)
+    ),
   )
+
+
+def classifies_order(config) -> bool:
+  """Whether the step trains the natural-vs-broken head (and the state holds its params)."""
+  sw = switches(config)
+  return sw['broken_negative'] and config.mcc.negative_loss == 'classify'
 
 
 @flax.struct.dataclass
 class PretrainState:
   step: jax.Array
-  params: Any  # {'encoder', 'projector', 'decoder'}
+  params: Any  # {'encoder', 'projector', 'decoder'} (+ 'order_head' for 'classify')
   batch_stats: Any  # query encoder BN statistics
   key_params: Any  # EMA of {'encoder', 'projector'}
   key_batch_stats: Any  # key encoder BN statistics
@@ -141,6 +153,8 @@ def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> Pre
     'projector': nets.projector.init(k_proj, pooled)['params'],
     'decoder': nets.decoder.init(k_dec, _joint_features(nets.encoder, enc_vars, x, n))['params'],
   }
+  if classifies_order(config):  # its own key: the other parts' init does not move
+    params['order_head'] = nets.order_head.init(jax.random.fold_in(rng, 7), pooled)['params']
   queue = objectives.l2_normalize(
     jax.random.normal(k_queue, (config.mcc.queue_size, config.mcc.feature_dim))
   )
@@ -163,16 +177,20 @@ def _full_length(x):
   return jnp.full((x.shape[0],), x.shape[2], jnp.int32)
 
 
-def encode(encoder, variables, clips, *, groups: int, rng, joints: bool = False):
+def encode(
+  encoder, variables, clips, *, groups: int, rng, joints: bool = False, stats_groups: int = 0
+):
   """Train-mode encoder pass with ghost BatchNorm over `groups` equal groups of samples.
 
   Args:
     variables: {'params', 'batch_stats'} of the encoder.
     clips: [N, M, T, V, C] (N % groups == 0), consecutive rows forming a group.
     joints: also return the per-joint features (None for encoders without them).
+    stats_groups: > 0: only the first that many groups update the running statistics
+      (the clean anchors, not the broken clips that follow them in the same pass).
   Returns:
     (pooled [N, D], temporal [N, T', D'], joints [N*M, T', V, D'] or None, batch_stats),
-    the new running statistics being the mean of the groups' updates.
+    the new running statistics being the mean of the (first stats_groups) groups' updates.
   """
   mutable = ['batch_stats', 'intermediates'] if joints else ['batch_stats']
 
@@ -190,7 +208,8 @@ def encode(encoder, variables, clips, *, groups: int, rng, joints: bool = False)
   pooled, temporal, j, bs = jax.vmap(one)(xs, jax.random.split(rng, groups))
   flat = lambda y: y.reshape((-1,) + y.shape[2:])
   j = None if j is None else flat(j)
-  return flat(pooled), flat(temporal), j, jax.tree.map(lambda s: jnp.mean(s, axis=0), bs)
+  kept = stats_groups if stats_groups > 0 else groups
+  return flat(pooled), flat(temporal), j, jax.tree.map(lambda s: jnp.mean(s[:kept], axis=0), bs)
 
 
 def shuffled_encode(encoder, variables, clips, *, groups: int, rng_shuffle, rng):
@@ -241,8 +260,10 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
   # Key pass: every clip the keys need (positive, broken negative, the anchor when
   # symmetric) in one batched pass, shuffled into ghost-BN groups and restored after.
   rank = sw['broken_negative'] and m.negative_loss == 'rank'
+  classify = classifies_order(config)
+  through_query = rank or classify  # the broken clip goes through the query encoder
   key_clips = [views['positive']]
-  if sw['broken_negative'] and not rank:
+  if sw['broken_negative'] and not through_query:
     key_clips.append(views['negative'])
   if m.symmetric:
     key_clips.append(views['anchor'])
@@ -259,21 +280,25 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
   )
   keys = jnp.split(jax.lax.stop_gradient(keys), len(key_clips), axis=0)
   k_pos = keys[0]
-  k_neg = keys[1] if sw['broken_negative'] and not rank else None
+  k_neg = keys[1] if sw['broken_negative'] and not through_query else None
   queue_valid = None if ids is None else ids[:, None] != state.queue_ids[None, :]
 
   enc_vars = {'params': params['encoder'], 'batch_stats': state.batch_stats}
   query_clips = [views['anchor']] + ([views['positive']] if m.symmetric else [])
   bn = int(round(b * m.negative_fraction))
-  if rank:
+  if through_query:
     query_clips.append(views['negative'][:bn])
   clips = jnp.concatenate(query_clips, axis=0)
+  # The exported BN statistics come from the natural clips' groups only: the probe never
+  # sees a broken clip (with bn_groups=1 the pass is one batch and they cannot be split).
+  clean_groups = groups * (2 if m.symmetric else 1)
   pooled, _, _, batch_stats = encode(
     nets.encoder,
     enc_vars,
     clips,
     groups=1 if groups == 1 else clips.shape[0] // (b // groups),
     rng=rng_drop_q,
+    stats_groups=0 if groups == 1 else clean_groups,
   )
   q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
   nce, parts = objectives.info_nce(
@@ -288,6 +313,13 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
   metrics = {'nce': nce, **parts}
   if rank:
     broken, broken_parts = objectives.broken_rank_loss(q[:bn], q[-bn:], k_pos[:bn], m.temperature)
+    loss = loss + m.negative_weight * broken
+    metrics.update(broken=broken, **broken_parts)
+  if classify:
+    logits = nets.order_head.apply(
+      {'params': params['order_head']}, jnp.concatenate([pooled[:bn], pooled[-bn:]], axis=0)
+    )[:, 0]
+    broken, broken_parts = objectives.order_loss(logits[:bn], logits[bn:])
     loss = loss + m.negative_weight * broken
     metrics.update(broken=broken, **broken_parts)
   if sw['interpolation']:

@@ -402,6 +402,29 @@ def test_positive_has_same_centre_and_speed_times_the_anchor_rate():
   assert set(speed.tolist()) == {0.5, 2.0}
 
 
+def test_own_positive_window_is_the_baseline_view_at_the_speed():
+  n = 300
+  x, _, _ = linear_clip(6, 1, n, 25, 3, slope=0.01)
+  x = np.tile(x[None], (8, 1, 1, 1, 1))
+  nn = np.full(8, n)
+  flags = dict(broken_negative=False, interpolation=False)
+  # At speed 1 the 'own' window is exactly the contrastive baseline's second view.
+  one = aug_config(speeds=(1.0,), positive_window='own')
+  own = views_fn(one, **flags)(jax.random.key(3), x, nn)
+  base = views_fn(aug_config(), speed_positive=False, **flags)(jax.random.key(3), x, nn)
+  np.testing.assert_array_equal(own['positive'], base['positive'])
+  np.testing.assert_array_equal(own['anchor'], base['anchor'])
+  # At other speeds its own centre moves away from the anchor's, and (crops of one length)
+  # the rate is the speed times the anchor's.
+  aug = aug_config(crop_ratio=(0.25, 0.25), speeds=(0.5, 2.0), positive_window='own', **NO_SPATIAL)
+  out = views_fn(aug, **flags)(jax.random.key(3), x, nn)
+  anchor, positive, speed = map(np.asarray, (out['anchor'], out['positive'], out['speed']))
+  mid = lambda v: 0.5 * (v[:, :, T // 2 - 1] + v[:, :, T // 2])
+  assert np.abs(mid(positive) - mid(anchor)).max() > 1e-2
+  rate = lambda v: v[:, :, T // 2] - v[:, :, T // 2 - 1]
+  np.testing.assert_allclose(rate(positive), speed[:, None, None, None] * rate(anchor), atol=1e-5)
+
+
 def test_same_key_same_views_different_keys_differ():
   x, n = smooth_batch()
   fn = views_fn(aug_config())

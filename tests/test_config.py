@@ -71,6 +71,7 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.bn_groups', 5, 'bn_groups'),
     ('mcc.negative_loss', 'margin', 'negative_loss'),
     ('augment.negative_source', 'query', 'negative_source'),
+    ('augment.positive_window', 'anchor', 'positive_window'),
     ('data.val_fraction', 1.0, 'val_fraction'),
     ('data.reversed_pairs', ('sit down-stand up',), 'reversed_pairs'),
   ],

@@ -160,3 +160,16 @@ def test_interpolation_loss_relative_to_the_fill_is_one_at_the_fill():
   assert float(objectives.interpolation_loss(half, target, dropped, reference=fill)) == (
     pytest.approx(0.25, rel=1e-5)
   )
+
+
+def test_order_loss_matches_numpy_and_counts_broken_clips_scored_natural():
+  nat = jnp.array([2.0, -1.0, 0.5])
+  brk = jnp.array([-3.0, 0.2, 1.0])
+  loss, parts = objectives.order_loss(nat, brk)
+  sp = lambda z: np.log1p(np.exp(z))
+  want = 0.5 * (np.mean(sp(-np.asarray(nat))) + np.mean(sp(np.asarray(brk))))
+  np.testing.assert_allclose(float(loss), want, rtol=1e-6)
+  assert float(parts['neg_win']) == pytest.approx(2 / 3)
+  # Lower when the head scores natural clips up and broken clips down.
+  better, _ = objectives.order_loss(nat + 1.0, brk - 1.0)
+  assert float(better) < float(loss)

@@ -219,9 +219,59 @@ def test_shuffle_bn_restores_the_sample_order():
 
 
 def test_step_is_finite_and_deterministic_for_every_objective_variant():
-  for mcc in ({'symmetric': True, 'bn_groups': 1}, {'negative_loss': 'infonce'}):
+  for mcc in (
+    {'symmetric': True, 'bn_groups': 1},
+    {'negative_loss': 'infonce'},
+    {'negative_loss': 'classify'},
+  ):
     _, _, _, state, step = setup(**mcc)
     a, ma = step(state, smooth_batch(seed=7))
     b, mb = step(state, smooth_batch(seed=7))
     assert all(np.isfinite(float(v)) for v in ma.values()), mcc
     assert {k: float(v) for k, v in ma.items()} == {k: float(v) for k, v in mb.items()}, mcc
+
+
+def test_query_bn_statistics_come_from_the_natural_clips_only():
+  # The rank loss sends broken clips through the query encoder in the same pass; the
+  # running statistics the probe will use must be those of the anchor groups alone.
+  config, nets, _, state, _ = setup(
+    negative_loss='rank', negative_fraction=0.5, interpolation=False
+  )
+  batch = smooth_batch(seed=8)
+  _, (batch_stats, _, _, _) = loss_fn(
+    negative_loss='rank', negative_fraction=0.5, interpolation=False
+  )(state.params, state.key_params, state, batch)
+  views, rng = pretrain.step_views(state, batch, config)
+  variables = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
+  rng_q = jax.random.split(rng, 4)[0]
+  groups = config.mcc.bn_groups
+  assert groups >= 2
+  anchors_only = pretrain.encode(
+    nets.encoder, variables, views['anchor'], groups=groups, rng=rng_q
+  )[3]
+  _leaves_close(batch_stats, anchors_only, rtol=1e-5, atol=1e-6)
+  # ... and would differ if the broken clips' groups were averaged in.
+  mixed = jnp.concatenate([views['anchor'], views['negative'][: B // 2]], axis=0)
+  with_broken = pretrain.encode(
+    nets.encoder, variables, mixed, groups=mixed.shape[0] // (B // groups), rng=rng_q
+  )[3]
+  diff = max(
+    float(jnp.max(jnp.abs(a - b)))
+    for a, b in zip(jax.tree.leaves(batch_stats), jax.tree.leaves(with_broken), strict=True)
+  )
+  assert diff > 1e-6
+
+
+def test_classify_trains_the_order_head_and_only_then_holds_it():
+  _, _, _, state, step = setup(negative_loss='classify')
+  assert 'order_head' in state.params
+  assert 'order_head' not in setup()[3].params  # rank (the default) has no such head
+  state, _ = step(state, smooth_batch(seed=9))  # the warm-up's first lr is 0
+  new, metrics = step(state, smooth_batch(seed=10))
+  assert 0 <= float(metrics['neg_win']) <= 1 and np.isfinite(float(metrics['broken']))
+  moved = jax.tree.map(
+    lambda a, b: float(jnp.max(jnp.abs(a - b))),
+    new.params['order_head'],
+    state.params['order_head'],
+  )
+  assert max(jax.tree.leaves(moved)) > 0
