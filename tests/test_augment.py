@@ -386,11 +386,13 @@ def test_interp_views_come_from_the_anchor():
     )
 
 
-def test_positive_has_same_centre_and_speed_times_the_anchor_rate():
+def test_centred_positive_has_same_centre_and_speed_times_the_anchor_rate():
   n = 300
   x, a, b = linear_clip(6, 1, n, 25, 3, slope=0.01)
   x = np.tile(x[None], (8, 1, 1, 1, 1))
-  aug = aug_config(crop_ratio=(0.2, 0.3), speeds=(0.5, 2.0), **NO_SPATIAL)
+  aug = aug_config(
+    crop_ratio=(0.2, 0.3), speeds=(0.5, 2.0), positive_window='centred', **NO_SPATIAL
+  )
   out = views_fn(aug, broken_negative=False, interpolation=False)(
     jax.random.key(3), x, np.full(8, n)
   )
@@ -521,7 +523,14 @@ def test_bad_config_and_n_raise():
   with pytest.raises(ValueError, match='n must be'):
     augment.make_views(jax.random.key(0), x, n[:2], aug=aug_config(), layout=NTU, frames=T)
   with pytest.raises(ValueError, match='segments'):
-    augment.make_views(jax.random.key(0), x, n, aug=aug_config(segments=20), layout=NTU, frames=T)
+    augment.make_views(
+      jax.random.key(0),
+      x,
+      n,
+      aug=aug_config(negative='segment_shuffle', segments=20),
+      layout=NTU,
+      frames=T,
+    )
 
 
 # ---------------------------------------------------------------- rendering
