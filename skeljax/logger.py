@@ -1,7 +1,10 @@
 """Observability: a progress line, <workdir>/metrics.jsonl and TensorBoard events.
 
 Only process 0 writes. Resuming truncates a stage's records past the restored
-step, so metrics.jsonl of a resumed run equals the uninterrupted run's.
+step, so metrics.jsonl of a resumed run equals the uninterrupted run's (but for the
+timings). Each record's `elapsed_s` is the stage's wall time so far summed over every
+segment of a resumed run (from the kept record at or before the restored step), so a
+killed-and-resumed stage reports its whole cost, not only its last segment's.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class MetricsLog:
     self._tb_dir = os.path.join(workdir, 'tensorboard', stage)
     self._t0 = None
     self._step0 = 0
+    self.prior_s = 0.0  # wall time of the segments before this one (resumed runs)
 
   def start(self, step: int) -> None:
     """Called once the (restored) start step is known."""
@@ -49,6 +53,8 @@ class MetricsLog:
             continue  # a line torn by a kill mid-write
           if rec.get('stage') != self.stage or rec.get('step', 0) <= step:
             keep.append(line if line.endswith('\n') else line + '\n')
+            if rec.get('stage') == self.stage and step:
+              self.prior_s = max(self.prior_s, float(rec.get('elapsed_s', 0.0)))
       tmp = self.path + '.tmp'
       with open(tmp, 'w') as f:
         f.writelines(keep)
@@ -60,6 +66,10 @@ class MetricsLog:
   def rate(self, step: int) -> float:
     dt = time.perf_counter() - self._t0
     return (step - self._step0) * self.batch / dt if dt > 0 else float('nan')
+
+  def elapsed(self) -> float:
+    """The stage's wall time so far, earlier segments of a resumed run included."""
+    return self.prior_s + (time.perf_counter() - self._t0)
 
   def write(self, step: int, metrics: dict, lr: float | None = None) -> None:
     rate = self.rate(step)
@@ -76,6 +86,7 @@ class MetricsLog:
       if lr is not None:
         rec['lr'] = float(lr)
       rec['samples_per_s'] = rate
+      rec['elapsed_s'] = self.elapsed()
       with open(self.path, 'a') as f:
         f.write(json.dumps(rec) + '\n')
       for k, v in metrics.items():

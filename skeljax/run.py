@@ -89,6 +89,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   ckpt = ckpt_lib.StageCheckpoints(
     os.path.join(ctx.workdir, 'checkpoints', 'pretrain'), keep=sec.keep_checkpoints, fingerprint_=fp
   )
+  log = MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size)
   t0 = time.perf_counter()
   state = loop.run(
     stage='pretrain',
@@ -104,13 +105,14 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     ),
     mesh=ctx.mesh,
     ckpt=ckpt,
-    log=MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size),
+    log=log,
     total_steps=total,
     log_every=sec.log_every,
     checkpoint_every=sec.checkpoint_every,
     lr_fn=lr,
   )
-  wall = time.perf_counter() - t0
+  # Summed over every segment when the stage was killed and resumed (logger.MetricsLog).
+  wall = time.perf_counter() - t0 + log.prior_s
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
     # Encoders without BatchNorm (transformer, gru) have no batch_stats to save.

@@ -84,3 +84,29 @@ def test_kill_and_resume_reproduces_uninterrupted_metrics(tmp_path):
   for (s, loss_a, nce_a), (_, loss_b, nce_b) in zip(got, want, strict=True):
     assert loss_a == pytest.approx(loss_b, abs=1e-6), s
     assert nce_a == pytest.approx(nce_b, abs=1e-6), s
+
+
+def test_resumed_stage_reports_the_wall_time_of_every_segment(tmp_path):
+  from skeljax.logger import MetricsLog, read_metrics
+
+  first = MetricsLog(str(tmp_path), 'pretrain', total_steps=8, batch_size=2)
+  first.start(0)
+  first.prior_s = 100.0  # as if the first segment had already run 100 s
+  first.write(4, {'loss': 1.0})
+  first.write(6, {'loss': 0.9})  # past the checkpoint at 4: dropped on resume
+  first.close()
+  resumed = MetricsLog(str(tmp_path), 'pretrain', total_steps=8, batch_size=2)
+  resumed.start(4)
+  recs = read_metrics(str(tmp_path), 'pretrain')
+  assert [r['step'] for r in recs] == [4]
+  # The kept record's time carries over; the dropped one's does not.
+  assert resumed.prior_s == recs[0]['elapsed_s'] and 100.0 <= resumed.prior_s < 110.0
+  resumed.write(8, {'loss': 0.8})
+  resumed.close()
+  last = read_metrics(str(tmp_path), 'pretrain')[-1]
+  assert last['step'] == 8 and last['elapsed_s'] >= resumed.prior_s
+  # A fresh start counts from zero whatever the file holds.
+  fresh = MetricsLog(str(tmp_path), 'pretrain', total_steps=8, batch_size=2)
+  fresh.start(0)
+  assert fresh.prior_s == 0.0
+  fresh.close()
