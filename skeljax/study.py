@@ -19,6 +19,8 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   scratch           supervised from random init
   mcc_finetune      MCC's encoder (row mcc) fine-tuned end to end
 
+A row whose config equals the mcc row's (neg_reverse while the default negative is the
+reversed clip) is not trained twice: the table lists it as "neg_reverse (= mcc)".
 Every pretraining row also reports kNN. The table (mean ± std over seeds of
 top-1, kNN-1, pretrain wall time, and top-1 on the time-reversed class pairs of
 `config.data.reversed_pairs` apart from the other classes) goes to
@@ -85,6 +87,18 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
   return c
 
 
+def mcc_aliases(base, rows) -> dict[str, str]:
+  """Pretraining rows whose config is the mcc row's (e.g. `neg_reverse` when the default
+  negative is the reversed clip): {row: 'mcc'}. They are not trained again; the table
+  shows the mcc row's runs under their name."""
+  ref = row_config(base, 'mcc', 0, '').to_dict()
+  return {
+    r: 'mcc'
+    for r in rows
+    if r in PRETRAIN_ROWS and r != 'mcc' and row_config(base, r, 0, '').to_dict() == ref
+  }
+
+
 def _load(path: str) -> dict | None:
   try:
     with open(os.path.join(path, 'results.json')) as f:
@@ -112,11 +126,16 @@ def _stat(values: list[float]) -> dict:
   }
 
 
-def summarize(workdir: str, rows, seeds) -> list[dict]:
-  """One record per row: mean/std of top-1, kNN-1 and pretraining wall time over seeds."""
+def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[dict]:
+  """One record per row: mean/std of top-1, kNN-1 and pretraining wall time over seeds.
+
+  `aliases` maps a row to the row whose runs it reuses (see mcc_aliases).
+  """
+  aliases = aliases or {}
   out = []
   for row in rows:
-    runs = [r for r in (_load(os.path.join(workdir, row, f'seed{s}')) for s in seeds) if r]
+    src = aliases.get(row, row)
+    runs = [r for r in (_load(os.path.join(workdir, src, f'seed{s}')) for s in seeds) if r]
     if not runs:
       continue
     main = {'scratch': 'scratch', 'mcc_finetune': 'finetune'}.get(row, 'linear')
@@ -128,7 +147,7 @@ def summarize(workdir: str, rows, seeds) -> list[dict]:
     first = runs[0]
     out.append(
       {
-        'row': row,
+        'row': row if src == row else f'{row} (= {src})',
         'protocol': main,
         'top1': _stat(top1),
         'knn1': _stat(knn1),
@@ -178,8 +197,13 @@ def run_study(base, workdir: str, seeds: list[int], rows=ROWS) -> list[dict]:
   for row in rows:
     if row not in ROWS:
       raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
+  aliases = mcc_aliases(base, rows)
+  for row, src in aliases.items():
+    print(f'study: {row} is the {src} row (the shipped default); its runs are reused', flush=True)
   for seed in seeds:
     for row in rows:
+      if row in aliases:
+        continue
       time_epochs = None
       if row == 'contrastive_time':
         mcc, con = (_load(os.path.join(workdir, r, f'seed{seed}')) for r in ('mcc', 'contrastive'))
@@ -195,7 +219,7 @@ def run_study(base, workdir: str, seeds: list[int], rows=ROWS) -> list[dict]:
         row_config(base, row, seed, workdir, time_epochs),
         os.path.join(workdir, row, f'seed{seed}'),
       )
-  records = summarize(workdir, rows, seeds)
+  records = summarize(workdir, rows, seeds, aliases)
   with open(os.path.join(workdir, 'study.json'), 'w') as f:
     json.dump(records, f, indent=2)
   with open(os.path.join(workdir, 'study.md'), 'w') as f:

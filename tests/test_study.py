@@ -94,3 +94,16 @@ def test_unknown_row_is_one_line_error(tmp_path):
   )
   assert r.returncode == 2
   assert r.stderr.strip().splitlines()[-1].startswith('skeljax: error: unknown rows')
+
+
+def test_a_row_equal_to_the_default_reuses_the_mcc_runs(tmp_path):
+  base = config_lib.base_config()
+  base.augment.negative = 'reverse'
+  assert study.mcc_aliases(base, study.ROWS) == {'neg_reverse': 'mcc'}
+  base.augment.negative = 'segment_shuffle'
+  assert study.mcc_aliases(base, study.ROWS) == {'neg_shuffle': 'mcc'}
+  _fake_run(tmp_path / 'mcc' / 'seed0', 0, 70.0, knn1=60.0, wall=100.0)
+  _fake_run(tmp_path / 'mcc' / 'seed1', 1, 72.0, knn1=62.0, wall=110.0)
+  recs = study.summarize(str(tmp_path), ('mcc', 'neg_shuffle'), (0, 1), {'neg_shuffle': 'mcc'})
+  assert [r['row'] for r in recs] == ['mcc', 'neg_shuffle (= mcc)']
+  assert recs[0]['top1'] == recs[1]['top1'] and recs[1]['top1']['n'] == 2
