@@ -8,7 +8,7 @@ tfds_builders/nw_ucla/README.md).
       --config.data.manual_dir=/path/to/nw_ucla --workdir=runs/nw_ucla_xview
 
 Expected result: see docs/results.md (the audit, the view-2 validation proxy with the
-command of each row; the three-seed test-view study is not run yet). Published frozen-encoder
+command of each row; the three-seed test-view study, in progress). Published frozen-encoder
 references: P&C ~84-86%, Skeleton Cloud Colorization ~90%; supervised GCNs ~96-97%.
 """
 
