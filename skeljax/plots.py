@@ -92,3 +92,19 @@ def study_bars(rows: list[dict], path: str, title: str) -> str:
   ax.set_ylabel('top-1 (%)')
   ax.set_title(title)
   return _save(fig, path)
+
+
+def study_curves(curves: dict[str, dict], metrics, path: str, title: str) -> str:
+  """curves: {row: {metric: [(step, value), ...]}}; one panel per metric, a line per row."""
+  shown = [k for k in metrics if any(k in c for c in curves.values())]
+  fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.0), squeeze=False)
+  for ax, k in zip(axes[0], shown, strict=True):
+    for row, c in curves.items():
+      if c.get(k):
+        steps, values = zip(*c[k], strict=True)
+        ax.plot(steps, values, label=row)
+    ax.set_title(k)
+    ax.set_xlabel('step')
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle(title)
+  return _save(fig, path)

@@ -10,7 +10,8 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   contrastive       SkeletonCLR baseline (same epochs) -> linear
   no_negative       MCC without the motion-broken negative -> linear
   no_interp         MCC without interpolation -> linear
-  speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear
+  speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear;
+                    only with --rows (the proxy study in docs/results.md has it)
   no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
@@ -24,7 +25,11 @@ reversed clip) is not trained twice: the table lists it as "neg_reverse (= mcc)"
 Every pretraining row also reports kNN. The table (mean ± std over seeds of
 top-1, kNN-1, pretrain wall time, and top-1 on the time-reversed class pairs of
 `config.data.reversed_pairs` apart from the other classes) goes to
-<workdir>/study.md and study.json, with a bar chart in <workdir>/study.png.
+<workdir>/study.md and study.json, with a bar chart in <workdir>/study.png. The
+pretraining curves (InfoNCE, instance accuracy, the broken-clip term and how often the
+broken clip wins, the interpolation loss; each logged value an average over its logging
+interval) go to <workdir>/study_curves.png, mean over seeds per row, and their last
+interval to a second table.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Base config file[:arg].')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Study folder.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds, comma-separated.')
-_ROWS = flags.DEFINE_list('rows', None, 'Subset of rows to run (default: all).')
+_ROWS = flags.DEFINE_list('rows', None, 'Rows to run (default: every row but speed_only).')
 
 PRETRAIN_ROWS = {
   'mcc': {},
@@ -54,6 +59,11 @@ PRETRAIN_ROWS = {
   'neg_reverse': {'augment.negative': 'reverse'},
 }
 ROWS = (*PRETRAIN_ROWS, 'contrastive_time', 'random', 'scratch', 'mcc_finetune')
+# Rows a study without --rows runs: every row but speed_only (no-negative and
+# no-interpolation bracket it; it costs three more pretrainings).
+DEFAULT_ROWS = tuple(r for r in ROWS if r != 'speed_only')
+# Pretraining metrics the study follows (those a row logs).
+CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp')
 
 
 def _set(config, dotted: str, value) -> None:
@@ -126,6 +136,35 @@ def _stat(values: list[float]) -> dict:
   }
 
 
+def pretrain_curves(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+  """{metric: [(step, value), ...]} of one run's pretraining log, for CURVE_METRICS.
+
+  A step logged twice (a resumed run re-logs nothing, but a hand-copied log might) keeps
+  its last record. Missing log: {}.
+  """
+  by_step = {}
+  try:
+    with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+      for line in f:
+        rec = json.loads(line)
+        if rec.get('stage') == 'pretrain':
+          by_step[rec['step']] = rec
+  except FileNotFoundError:
+    return {}
+  steps = sorted(by_step)
+  curves = {k: [(s, float(by_step[s][k])) for s in steps if k in by_step[s]] for k in CURVE_METRICS}
+  return {k: v for k, v in curves.items() if v}
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+  """The mean over seeds at the steps every seed logged."""
+  if not curves:
+    return []
+  common = set.intersection(*(set(s for s, _ in c) for c in curves))
+  values = [dict(c) for c in curves]
+  return [(s, float(np.mean([v[s] for v in values]))) for s in sorted(common)]
+
+
 def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[dict]:
   """One record per row: mean/std of top-1, kNN-1 and pretraining wall time over seeds.
 
@@ -135,7 +174,9 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
   out = []
   for row in rows:
     src = aliases.get(row, row)
-    runs = [r for r in (_load(os.path.join(workdir, src, f'seed{s}')) for s in seeds) if r]
+    dirs = [os.path.join(workdir, src, f'seed{s}') for s in seeds]
+    dirs = [d for d in dirs if _load(d)]  # finished runs only
+    runs = [_load(d) for d in dirs]
     if not runs:
       continue
     main = {'scratch': 'scratch', 'mcc_finetune': 'finetune'}.get(row, 'linear')
@@ -144,6 +185,13 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
     pairs = [r['stages'].get(main, {}).get('reversed_pairs_top1') for r in runs]
     others = [r['stages'].get(main, {}).get('other_classes_top1') for r in runs]
+    seed_curves = [c for c in (pretrain_curves(d) for d in dirs) if c]
+    curves = {
+      k: mean_curve([c[k] for c in seed_curves])
+      for k in CURVE_METRICS
+      if seed_curves and all(k in c for c in seed_curves)
+    }
+    last = {k: _stat([c[k][-1][1] for c in seed_curves]) for k in curves}
     first = runs[0]
     out.append(
       {
@@ -154,6 +202,8 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
         'pretrain_wall_s': _stat(wall),
         'reversed_pairs_top1': _stat(pairs),
         'other_classes_top1': _stat(others),
+        'pretrain_last': last,
+        'pretrain_curves': curves,
         'pretrain_epochs': first['stages'].get('pretrain', {}).get('epochs'),
         'seeds': [r['protocol']['seed'] for r in runs],
         'device': first['device'],
@@ -165,7 +215,9 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
 def _fmt(s: dict, digits: int = 1) -> str:
   if s['mean'] is None:
     return ''
-  return f'{s["mean"]:.{digits}f} ± {s["std"]:.{digits}f}' if s['n'] > 1 else f'{s["mean"]:.1f}'
+  if s['n'] > 1:
+    return f'{s["mean"]:.{digits}f} ± {s["std"]:.{digits}f}'
+  return f'{s["mean"]:.{digits}f}'
 
 
 def markdown(records: list[dict], base) -> str:
@@ -185,12 +237,27 @@ def markdown(records: list[dict], base) -> str:
       f'{r["pretrain_epochs"] or ""} | {_fmt(r["pretrain_wall_s"], 0)} | '
       f'{",".join(map(str, r["seeds"]))} |'
     )
+  curved = [r for r in records if r.get('pretrain_last')]
+  if curved:
+    lines += [
+      '',
+      'Pretraining, last logging interval (mean ± std over seeds; `-` where the row has no '
+      'such term):',
+      '',
+      '| row | ' + ' | '.join(CURVE_METRICS) + ' |',
+      '|---|' + '---|' * len(CURVE_METRICS),
+    ]
+    for r in curved:
+      cells = [
+        _fmt(r['pretrain_last'][k], 3) if k in r['pretrain_last'] else '-' for k in CURVE_METRICS
+      ]
+      lines.append(f'| {r["row"]} | ' + ' | '.join(cells) + ' |')
   if records:
     lines += ['', f'device: {records[0]["device"]}']
   return '\n'.join(lines)
 
 
-def run_study(base, workdir: str, seeds: list[int], rows=ROWS) -> list[dict]:
+def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[dict]:
   from skeljax import plots, run
 
   workdir = os.path.abspath(workdir)
@@ -231,6 +298,11 @@ def run_study(base, workdir: str, seeds: list[int], rows=ROWS) -> list[dict]:
   ]
   if bars:
     plots.study_bars(bars, os.path.join(workdir, 'study.png'), f'{base.data.name} study')
+  curves = {r['row']: r['pretrain_curves'] for r in records if r.get('pretrain_curves')}
+  if curves:
+    plots.study_curves(
+      curves, CURVE_METRICS, os.path.join(workdir, 'study_curves.png'), f'{base.data.name} study'
+    )
   print(markdown(records, base), flush=True)
   return records
 
@@ -245,7 +317,7 @@ def main(argv) -> int:
   except ValueError:
     print(f'skeljax: error: --seeds must be integers, got {_SEEDS.value}', file=sys.stderr)
     return 2
-  rows = tuple(_ROWS.value or ROWS)
+  rows = tuple(_ROWS.value or DEFAULT_ROWS)
   unknown = [r for r in rows if r not in ROWS]
   if unknown:
     print(f'skeljax: error: unknown rows {unknown}; use {", ".join(ROWS)}', file=sys.stderr)

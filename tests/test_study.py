@@ -107,3 +107,43 @@ def test_a_row_equal_to_the_default_reuses_the_mcc_runs(tmp_path):
   recs = study.summarize(str(tmp_path), ('mcc', 'neg_shuffle'), (0, 1), {'neg_shuffle': 'mcc'})
   assert [r['row'] for r in recs] == ['mcc', 'neg_shuffle (= mcc)']
   assert recs[0]['top1'] == recs[1]['top1'] and recs[1]['top1']['n'] == 2
+
+
+def _fake_log(path, records):
+  with open(path / 'metrics.jsonl', 'w') as f:
+    for r in records:
+      f.write(json.dumps(r) + '\n')
+
+
+def test_curves_average_seeds_at_common_steps_and_table_the_last_interval(tmp_path):
+  for seed in (0, 1):
+    d = tmp_path / 'mcc' / f'seed{seed}'
+    _fake_run(d, seed, 70.0, knn1=60.0, wall=100.0)
+    recs = [
+      {'stage': 'pretrain', 'step': 10, 'nce': 5.0 + seed, 'acc': 0.1, 'neg_win': 0.4},
+      {'stage': 'pretrain', 'step': 20, 'nce': 4.0 + seed, 'acc': 0.2 + seed / 10, 'neg_win': 0.2},
+      {'stage': 'linear', 'step': 20, 'nce': 99.0},  # another stage: ignored
+    ]
+    if seed == 1:
+      recs.append({'stage': 'pretrain', 'step': 30, 'nce': 1.0, 'acc': 0.9, 'neg_win': 0.0})
+    _fake_log(d, recs)
+  unfinished = tmp_path / 'mcc' / 'seed2'  # still pretraining: a log, no results.json
+  unfinished.mkdir()
+  _fake_log(unfinished, [{'stage': 'pretrain', 'step': 10, 'nce': 50.0, 'acc': 0.0}])
+  _fake_run(tmp_path / 'random' / 'seed0', 0, 50.0)
+  records = study.summarize(str(tmp_path), ('mcc', 'random'), [0, 1, 2])
+  mcc, random = records
+  assert mcc['pretrain_curves']['nce'] == [(10, 5.5), (20, 4.5)]  # step 30: only seed 1
+  assert 'broken' not in mcc['pretrain_curves'] and random['pretrain_curves'] == {}
+  # the last interval of each seed: seed 0 at step 20, seed 1 at step 30
+  assert mcc['pretrain_last']['acc']['mean'] == pytest.approx(0.55)
+  assert mcc['pretrain_last']['nce']['mean'] == pytest.approx(2.5)
+  table = study.markdown(records, config_lib.base_config())
+  assert '| mcc | 2.500 ± 2.121 | 0.550 ± 0.495 | - | 0.100 ± 0.141 | - |' in table
+  assert '| random |' in table.split('last logging interval')[0]  # only in the main table
+  assert '| random |' not in table.split('last logging interval')[1]
+
+
+def test_default_rows_leave_out_speed_only_but_accept_it():
+  assert 'speed_only' not in study.DEFAULT_ROWS and 'speed_only' in study.ROWS
+  assert set(study.DEFAULT_ROWS) | {'speed_only'} == set(study.ROWS)
