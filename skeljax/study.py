@@ -15,7 +15,8 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
-  contrastive_time  the baseline given MCC's pretraining wall time (more epochs) -> linear
+  contrastive_time  the baseline given MCC's pretraining wall time (more epochs: the
+                    ratio of the two rows' fastest runs over the seeds) -> linear
   random            random-init encoder -> linear
   scratch           supervised from random init
   mcc_finetune      MCC's encoder (row mcc) fine-tuned end to end
@@ -117,12 +118,15 @@ def _load(path: str) -> dict | None:
     return None
 
 
-def equal_time_epochs(mcc: dict, contrastive: dict, epochs: int) -> int:
-  """Baseline epochs that cost MCC's pretraining wall time (from the measured stages)."""
-  ratio = (
-    mcc['stages']['pretrain']['stage_wall_s'] / contrastive['stages']['pretrain']['stage_wall_s']
-  )
-  return max(epochs, round(epochs * ratio))
+def equal_time_epochs(mcc: list[dict], contrastive: list[dict], epochs: int) -> int:
+  """Baseline epochs that cost MCC's pretraining wall time, from the measured stages.
+
+  The ratio is that of each row's fastest finished run over all seeds: on a shared
+  machine load only ever adds time, so the fastest run is the closest to the step's
+  own cost, and every seed's equal-time row trains the same number of epochs.
+  """
+  fastest = lambda runs: min(r['stages']['pretrain']['stage_wall_s'] for r in runs)
+  return max(epochs, round(epochs * fastest(mcc) / fastest(contrastive)))
 
 
 def _stat(values: list[float]) -> dict:
@@ -273,9 +277,12 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
         continue
       time_epochs = None
       if row == 'contrastive_time':
-        mcc, con = (_load(os.path.join(workdir, r, f'seed{seed}')) for r in ('mcc', 'contrastive'))
+        mcc, con = (
+          [r for r in (_load(os.path.join(workdir, name, f'seed{s}')) for s in seeds) if r]
+          for name in ('mcc', 'contrastive')
+        )
         if not (mcc and con):
-          print(f'study: {row} needs rows mcc and contrastive of seed {seed}; skipped', flush=True)
+          print(f'study: {row} needs finished mcc and contrastive runs; skipped', flush=True)
           continue
         time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
       if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):

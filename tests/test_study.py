@@ -53,11 +53,12 @@ def test_row_configs_switch_exactly_one_thing(tmp_path):
     study.row_config(base, 'nope', 0, str(tmp_path))
 
 
-def test_equal_time_epochs_scale_by_measured_wall():
-  mcc = {'stages': {'pretrain': {'stage_wall_s': 300.0}}}
-  con = {'stages': {'pretrain': {'stage_wall_s': 150.0}}}
-  assert study.equal_time_epochs(mcc, con, 20) == 40
-  assert study.equal_time_epochs(con, mcc, 20) == 20  # never fewer than the equal-epoch row
+def test_equal_time_epochs_scale_by_the_fastest_measured_walls():
+  run = lambda wall: {'stages': {'pretrain': {'stage_wall_s': wall}}}
+  assert study.equal_time_epochs([run(300.0)], [run(150.0)], 20) == 40
+  # a run slowed by load beside it does not move the ratio: the fastest run of each row
+  assert study.equal_time_epochs([run(900.0), run(300.0)], [run(150.0), run(400.0)], 20) == 40
+  assert study.equal_time_epochs([run(150.0)], [run(300.0)], 20) == 20  # never fewer epochs
 
 
 def test_summary_means_and_sample_std(tmp_path):
