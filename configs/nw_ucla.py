@@ -7,8 +7,10 @@ tfds_builders/nw_ucla/README.md).
   python -m skeljax.main --config=configs/nw_ucla.py:xview \
       --config.data.manual_dir=/path/to/nw_ucla --workdir=runs/nw_ucla_xview
 
-Expected result: see docs/results.md (the audit, the view-2 validation proxy with the
-command of each row; the three-seed test-view study, in progress). Published frozen-encoder
+Expected result (docs/results.md, with the audit, the view-2 validation proxy and the
+command of each row): three seeds on the test view give MCC 76.9 +- 2.5% linear against
+81.5 +- 2.2% for its contrastive baseline (`--config.objective=contrastive`); the
+ablation rows are in progress. Published frozen-encoder
 references: P&C ~84-86%, Skeleton Cloud Colorization ~90%; supervised GCNs ~96-97%.
 """
 
