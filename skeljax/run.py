@@ -60,17 +60,7 @@ class Context:
 def stage_pretrain(ctx: Context) -> dict[str, dict]:
   config, sec = ctx.config, ctx.config.pretrain
   steps_per_epoch = ctx.train.size // sec.batch_size
-  if steps_per_epoch == 0:
-    raise config_lib.ConfigError(
-      f'pretrain.batch_size={sec.batch_size} exceeds the {ctx.train.size} training samples'
-    )
   total = steps_per_epoch * sec.epochs
-  if not config.mcc.mask_own and config.mcc.queue_size >= ctx.train.size:
-    raise config_lib.ConfigError(
-      f'mcc.queue_size={config.mcc.queue_size} holds the whole training set of '
-      f'{ctx.train.size} samples, so queries meet their own earlier keys as negatives; '
-      'set mcc.mask_own=True or a smaller queue'
-    )
   if ctx.writer:
     print(
       f'pretrain: {total} steps; key-encoder EMA starts at '
@@ -327,15 +317,40 @@ def device_description() -> str:
   return f'{d.platform}:{d.device_kind} x{jax.device_count()} ({jax.process_count()} process)'
 
 
+def check_against_data(config, train_size: int) -> None:
+  """The config checks that need the training-set size; ConfigError on failure."""
+  if 'pretrain' not in config.stages:
+    return
+  if train_size < config.pretrain.batch_size:
+    raise config_lib.ConfigError(
+      f'pretrain.batch_size={config.pretrain.batch_size} exceeds the {train_size} '
+      'training samples; lower it'
+    )
+  if not config.mcc.mask_own and config.mcc.queue_size >= train_size:
+    raise config_lib.ConfigError(
+      f'mcc.queue_size={config.mcc.queue_size} holds the whole training set of '
+      f'{train_size} samples, so queries meet their own earlier keys as negatives; '
+      'set mcc.mask_own=True or a smaller queue'
+    )
+
+
+def _write_config(config, workdir: str) -> None:
+  """config.json of this invocation, written whole or not at all."""
+  path = os.path.join(workdir, 'config.json')
+  with open(path + '.tmp', 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(path + '.tmp', path)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs every stage of `config.stages` in `workdir`; returns the results dict."""
+  """Runs every stage of `config.stages` in `workdir`; returns the results dict.
+
+  Every check, the data-dependent ones included, runs before the workdir is touched:
+  a rejected config leaves an earlier run's files as they were.
+  """
   config_lib.validate(config, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
   writer = jax.process_index() == 0
-  if writer:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
   builder = data.prepare(config.data, is_writer=writer)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
@@ -360,6 +375,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
       )
   else:
     test = data.load_split(builder, config.data, config.data.test_split)
+  check_against_data(config, train.size)
+  os.makedirs(workdir, exist_ok=True)
+  if writer:
+    _write_config(config, workdir)
   ctx = Context(config=config, workdir=workdir, mesh=mesh_lib.make_mesh(), train=train, test=test)
   report = results.Results.load(workdir)
   for stage in config.stages:

@@ -133,9 +133,16 @@ def _main(*args):
   ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
-  r = _main(*args, f'--workdir={tmp_path / "run"}')
+  # An earlier run's workdir: a rejected config, even one rejected only once the data
+  # is read, must leave it as it was.
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text('{"earlier": "run"}')
+  r = _main(*args, f'--workdir={workdir}')
   assert r.returncode == 2, r.stderr[-2000:]
   lines = [line for line in r.stderr.splitlines() if line.startswith('skeljax: error:')]
   assert len(lines) == 1, r.stderr[-2000:]
   assert needle in lines[0]
   assert 'Traceback' not in r.stderr
+  assert sorted(p.name for p in workdir.iterdir()) == ['config.json']
+  assert (workdir / 'config.json').read_text() == '{"earlier": "run"}'
