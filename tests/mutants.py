@@ -1,6 +1,6 @@
 """Breaks `pretrain.train_step` one property at a time and checks that a test notices.
 
-    python -m tests.mutants            # every mutant, about 10 minutes on 2 cores
+    python -m tests.mutants            # every mutant: one pytest run each
     python -m tests.mutants --list
     python -m tests.mutants --only=Shuffle-BN
 

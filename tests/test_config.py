@@ -124,6 +124,14 @@ def _main(*args):
     ),
     (
       [
+        '--config=configs/demo.py:tiny',
+        '--config.pretrain.batch_size=1024',
+        '--config.mcc.queue_size=1024',
+      ],
+      'exceeds the 56 training samples',
+    ),
+    (
+      [
         '--config=configs/ntu60.py',
         '--config.data.manual_dir=/nonexistent',
         '--config.data.data_dir=/tmp/skeljax_empty_data',

@@ -101,8 +101,8 @@ def test_momentum_follows_the_run_length_and_the_cosine_schedule():
   assert float(pretrain.momentum_at(mcc, 0, 900)) == pytest.approx(m0)
   assert float(pretrain.momentum_at(mcc, 450, 900)) == pytest.approx(1 - (1 - m0) / 2, rel=1e-6)
   assert float(pretrain.momentum_at(mcc, 900, 900)) == pytest.approx(1.0)
-  # A quarter of the way the cosine has closed 1 - cos(pi/4) / 2 of the gap (a linear
-  # ramp, equal to it at 0, 1/2 and 1, would have closed a quarter).
+  # A quarter of the way the cosine has closed (1 - cos(pi/4)) / 2, about 15%, of the gap
+  # to 1; a linear ramp, equal to it at 0, 1/2 and 1, would have closed 25%.
   quarter = 1 - (1 - m0) * 0.5 * (1 + np.cos(np.pi / 4))
   assert float(pretrain.momentum_at(mcc, 225, 900)) == pytest.approx(quarter, rel=1e-6)
   mcc.momentum_schedule = 'constant'
