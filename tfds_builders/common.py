@@ -4,7 +4,9 @@ All builders write the same example layout so the input pipeline reads any of
 them the same way:
 
   skeleton   float32 [T, M, V, C]  raw camera-space coordinates, not centred;
-                                   absent persons are all-zero.
+                                   absent persons are all-zero. M is the builder's
+                                   fixed person count, or each sequence's own
+                                   (skeleton_folder stores the files as they are).
   label      ClassLabel            with the dataset's action names.
   n_frames   int32                 T.
   subject, view, setup, replication  int32 metadata, -1 where unknown.
@@ -26,14 +28,18 @@ METADATA_KEYS = ('subject', 'view', 'setup', 'replication')
 
 
 def skeleton_features(
-  num_persons: int, num_joints: int, num_channels: int, label_names
+  num_persons: int | None, num_joints: int, num_channels: int, label_names
 ) -> tfds.features.FeaturesDict:
-  """The common FeaturesDict of every skeljax builder."""
+  """The common FeaturesDict of every skeljax builder.
+
+  `num_persons` None: every sequence keeps its own person count. `label_names` None: the
+  builder sets `info.features['label'].names` while preparing (they come from the data).
+  """
   features = {
     'skeleton': tfds.features.Tensor(
       shape=(None, num_persons, num_joints, num_channels), dtype=np.float32, encoding='zlib'
     ),
-    'label': tfds.features.ClassLabel(names=list(label_names)),
+    'label': tfds.features.ClassLabel(names=None if label_names is None else list(label_names)),
     'n_frames': np.int32,
     'file_name': tfds.features.Text(),
   }
@@ -57,6 +63,13 @@ def make_example(skeleton: np.ndarray, label: int, file_name: str, **metadata) -
   }
   example.update({k: np.int32(metadata.get(k, -1)) for k in METADATA_KEYS})
   return example
+
+
+class BadDataError(RuntimeError):
+  """Raw data that cannot be prepared as a whole; the message is one line saying what to fix.
+
+  `skeljax.data.prepare` shows it as one `skeljax: error:` line, not a traceback.
+  """
 
 
 class BadFileError(ValueError):
@@ -94,7 +107,7 @@ class SkipLog:
   def check(self) -> None:
     if self.seen and len(self.bad) / self.seen > self.max_bad_fraction:
       first = self.bad[0]
-      raise RuntimeError(
+      raise BadDataError(
         f'{len(self.bad)} of {self.seen} raw files are bad (more than '
         f'{self.max_bad_fraction:.0%}); first: {first["file"]}:{first["line"]}: '
         f'{first["reason"]}. Check the manual download, or raise max_bad_fraction.'
