@@ -1,8 +1,10 @@
-"""Your own skeleton data: a folder with index.csv and sequences/<name>.npy.
+"""Your own skeleton data: a folder with index.csv, sequences/<name>.npy and optionally
+label_names.txt (the format: docs/data.md).
 
-index.csv has columns `name,label,split` (split is train or test) and optional
-`subject,view`; each sequence is [T, V, C] or [T, M, V, C] float npy. Name the
-joint layout (ntu25, kinect20 or openpose18):
+index.csv has columns `name,label,split` (label an integer class id 0..K-1, split train or
+test) and optional `subject,view`; each sequence is a [T, V, C] or [T, M, V, C] float .npy.
+Name the joint layout (ntu25, kinect20 or openpose18); it is also the builder config
+(skeleton_folder/<layout>):
 
   python -m skeljax.main --config=configs/folder.py \
       --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \
@@ -20,8 +22,9 @@ def get_config(arg=None):
   c = config_lib.base_config()
   c.name = 'folder'
   c.data.name = 'skeleton_folder'
-  c.data.config = 'default'
   c.data.layout = 'ntu25'
+  # The builder config is the joint layout, so --config.data.layout alone picks both.
+  c.data.config = c.data.get_ref('layout')
   c.data.persons = 2
   c.data.max_frames = 300
   c.data.frames = 50
