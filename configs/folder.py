@@ -10,6 +10,11 @@ Name the joint layout (ntu25, kinect20 or openpose18); it is also the builder co
       --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \
       --workdir=runs/my_data
 
+data.persons, data.frames, data.max_frames and mcc.queue_size are 0: the run derives them
+from the prepared training split (most persons present, median and longest length, a
+queue below the training-set size) and prints one line with the values; set any of them
+to override it.
+
 Stages: pretrain -> linear, with the linear probe of a random-init encoder as
 reference. Expected result: the pretrained encoder's probe beats random init.
 """
@@ -25,10 +30,10 @@ def get_config(arg=None):
   c.data.layout = 'ntu25'
   # The builder config is the joint layout, so --config.data.layout alone picks both.
   c.data.config = c.data.get_ref('layout')
-  c.data.persons = 2
-  c.data.max_frames = 300
-  c.data.frames = 50
-  c.mcc.queue_size = 1024  # own keys are masked (mcc.mask_own), so it may exceed the data
+  c.data.persons = 0
+  c.data.max_frames = 0
+  c.data.frames = 0
+  c.mcc.queue_size = 0
   c.pretrain.epochs = 100
   c.pretrain.batch_size = 64
   c.pretrain.optimizer = 'adamw'

@@ -60,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     data_dir=os.path.join('~', 'skeljax_data'),  # prepared array_record datasets
     manual_dir='',  # raw downloads for manual datasets (see the builder README)
     layout='ntu25',  # joint layout, see skeljax/skeleton.py
+    # persons, max_frames, frames (and mcc.queue_size): 0 derives the value from the
+    # prepared training split when the run starts (data.derive_from_data), which prints it.
     persons=2,  # M persons kept per sample
     max_frames=300,  # host-side pad length; longer sequences are resampled down
     frames=50,  # T: clip length every view is resampled to
@@ -142,7 +144,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mcc = _section(
     feature_dim=128,  # projection output
     # MoCo queue length. With mask_own it may exceed the training set; without, keep it
-    # below (a query would meet its own earlier key as a negative).
+    # below (a query would meet its own earlier key as a negative). 0: derived from the
+    # training-set size (data.queue_size_for).
     queue_size=32768,
     # Store each key's sample id and drop the query's own earlier keys from its negatives.
     # Without it a 512-key queue over NW-UCLA's 1,020 sequences shows ~13% of queries
@@ -244,9 +247,13 @@ def validate(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   d = config.data
-  _check(d.frames >= 4, f'data.frames must be >= 4, got {d.frames}')
-  _check(d.max_frames >= d.frames, 'data.max_frames must be >= data.frames')
-  _check(d.persons >= 1, 'data.persons must be >= 1')
+  # 0: derived from the training split once it is prepared; checked again then.
+  _check(d.frames == 0 or d.frames >= 4, f'data.frames must be >= 4 (or 0), got {d.frames}')
+  _check(
+    0 in (d.frames, d.max_frames) or d.max_frames >= d.frames,
+    'data.max_frames must be >= data.frames',
+  )
+  _check(d.persons >= 0, f'data.persons must be >= 1 (or 0), got {d.persons}')
   a = config.augment
   lo, hi = a.crop_ratio
   _check(
@@ -263,7 +270,7 @@ def validate(
     f'augment.negative {a.negative!r} is not segment_shuffle, reverse or local_shuffle',
   )
   _check(a.segments >= 2, 'augment.segments must be >= 2 (one segment cannot be shuffled)')
-  _check(a.segments <= d.frames, 'augment.segments must be <= data.frames')
+  _check(d.frames == 0 or a.segments <= d.frames, 'augment.segments must be <= data.frames')
   _check(a.local_window >= 2, 'augment.local_window must be >= 2')
   _check(a.pad_mode in ('clip', 'edge', 'shift'), 'augment.pad_mode must be clip, edge or shift')
   _check(0 < a.scale[0] <= a.scale[1], f'augment.scale must satisfy 0 < lo <= hi, got {a.scale}')
@@ -289,7 +296,7 @@ def validate(
     f'model.dtype must be float32 or bfloat16, got {config.model.dtype!r}',
   )
   m = config.mcc
-  _check(m.queue_size > 0, f'mcc.queue_size must be positive, got {m.queue_size}')
+  _check(m.queue_size >= 0, f'mcc.queue_size must be positive (or 0), got {m.queue_size}')
   _check(
     m.momentum == -1 or 0 <= m.momentum < 1,
     f'mcc.momentum must be in [0, 1), or -1 to derive it from the run length; got {m.momentum}',
@@ -352,7 +359,7 @@ def validate(
       sec.schedule in ('cosine', 'step', 'constant'), f'{name}.schedule: cosine, step or constant'
     )
   _check(
-    config.mcc.queue_size % config.pretrain.batch_size == 0,
+    config.mcc.queue_size % config.pretrain.batch_size == 0,  # 0 passes: derived as batches
     f'mcc.queue_size={config.mcc.queue_size} must be a multiple of '
     f'pretrain.batch_size={config.pretrain.batch_size}',
   )

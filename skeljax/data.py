@@ -291,6 +291,64 @@ def load_split(builder, data_cfg, split: str) -> Split:
   )
 
 
+# Fields that 0 leaves to the training split (configs/folder.py leaves all four at 0).
+DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size')
+
+
+def queue_size_for(train_size: int, batch_size: int, cap: int) -> int:
+  """The largest power of two below the training-set size, at most `cap`, as whole batches.
+
+  Below the set size, no query meets its own earlier key even without mcc.mask_own; the
+  configs' hand-set queues follow the same rule (NW-UCLA: 512 for 1,020 sequences; NTU-60
+  x-sub: the peers' 32768, the cap, for 40,091).
+  """
+  q = 1
+  while 2 * q < train_size and 2 * q <= cap:
+    q *= 2
+  return max(batch_size, q // batch_size * batch_size)
+
+
+def derive_from_data(config, train: Split, test: Split) -> tuple[Split, Split, str]:
+  """Sets the fields of DERIVED left at 0 from the training rows `train` (scanned once).
+
+  persons: enough to keep every person present (not all zero) in any sequence; frames: the
+  median length, rounded up (at least 4); max_frames: the longest; mcc.queue_size:
+  `queue_size_for` the training-set size. Returns the splits with the new sizes and one
+  line saying what was chosen ('' when nothing was 0).
+  """
+  from skeljax import config as config_lib
+
+  d, chosen = config.data, {}
+  if 0 in (d.persons, d.frames, d.max_frames):
+    persons, lengths = 1, np.zeros(train.size, np.int64)
+    for i in range(train.size):
+      record = train.source[i]
+      lengths[i] = int(record['n_frames'])
+      present = np.flatnonzero(np.any(np.asarray(record['skeleton']) != 0, axis=(0, 2, 3)))
+      persons = max(persons, int(present[-1]) + 1 if len(present) else 0)
+    if d.persons == 0:
+      chosen['data.persons'] = d.persons = persons
+    if d.frames == 0:
+      frames = max(4, int(np.ceil(np.median(lengths))) if len(lengths) else 4)
+      chosen['data.frames'] = d.frames = min(frames, d.max_frames or frames)
+    if d.max_frames == 0:
+      chosen['data.max_frames'] = d.max_frames = max(int(lengths.max(initial=0)), d.frames)
+  if config.mcc.queue_size == 0:
+    cap = config_lib.base_config().mcc.queue_size
+    q = queue_size_for(train.size, config.pretrain.batch_size, cap)
+    chosen['mcc.queue_size'] = config.mcc.queue_size = q
+  if not chosen:
+    return train, test, ''
+  pre = preprocessor(d)
+  values = ' '.join(f'{k}={v}' for k, v in chosen.items())
+  key, value = next(iter(chosen.items()))
+  line = (
+    f'derived from the training split ({train.size} sequences): {values} '
+    f'(set e.g. --config.{key}={value} to override)'
+  )
+  return dataclasses.replace(train, preprocess=pre), dataclasses.replace(test, preprocess=pre), line
+
+
 def default_threads() -> int:
   """grain's read threads when `data.num_threads` is 0: every core of this process."""
   try:

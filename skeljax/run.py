@@ -375,6 +375,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
       )
   else:
     test = data.load_split(builder, config.data, config.data.test_split)
+  # data.persons, frames, max_frames and mcc.queue_size left at 0 come from the training rows.
+  train, test, derived = data.derive_from_data(config, train, test)
+  if derived:
+    if writer:
+      print(derived, flush=True)
+    config_lib.validate(config, jax.device_count(), jax.process_count())
   check_against_data(config, train.size)
   os.makedirs(workdir, exist_ok=True)
   if writer:

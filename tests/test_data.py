@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import pytest
 from skeljax import config as config_lib
 from skeljax import data
 
-from .conftest import REPO
+from .conftest import REPO, shared_data
 
 DUMMY_FOLDER = REPO / 'tfds_builders' / 'skeleton_folder' / 'dummy_data'
 BUILDER_CONFIGS = {
@@ -182,3 +184,121 @@ def test_bad_folder_data_is_one_data_error(tmp_path):
   cfg = _data_cfg(tmp_path, name='skeleton_folder', config='kinect20', manual_dir=str(folder))
   with pytest.raises(data.DataError, match=r'index\.csv:3: sequences/a02_wave\.npy does not'):
     data.prepare(cfg)
+
+
+def test_folder_config_follows_the_layout_and_leaves_sizes_to_the_data():
+  c = _folder_config('/x', '/y', layout='openpose18')
+  assert c.data.config == 'openpose18'
+  assert (c.data.persons, c.data.frames, c.data.max_frames, c.mcc.queue_size) == (0, 0, 0, 0)
+  config_lib.validate(c)
+
+
+# --------------------------------------------------------- derived fields ---
+
+
+@pytest.mark.parametrize(
+  'train_size, batch, expected',
+  [
+    (1020, 64, 512),  # NW-UCLA x-view, as configs/nw_ucla.py sets it
+    (600, 64, 512),  # the demo, as configs/demo.py sets it
+    (40091, 128, 32768),  # NTU-60 x-sub: the peers' queue, the cap
+    (512, 64, 256),  # strictly below the set: no query meets its own key
+    (1020, 48, 480),  # whole batches
+    (20, 64, 64),  # at least one batch (check_against_data rejects the batch itself)
+  ],
+)
+def test_queue_size_for(train_size, batch, expected):
+  assert data.queue_size_for(train_size, batch, 32768) == expected
+
+
+def _dummy_splits(tmp_path, folder=DUMMY_FOLDER):
+  cfg = _data_cfg(
+    tmp_path, name='skeleton_folder', config='kinect20', layout='kinect20', manual_dir=str(folder)
+  )
+  builder = data.prepare(cfg)
+  return data.load_split(builder, cfg, 'train'), data.load_split(builder, cfg, 'test')
+
+
+def test_derive_fills_only_the_zero_fields(tmp_path):
+  config = config_lib.base_config()
+  config.data.persons, config.data.frames, config.data.layout = 0, 0, 'kinect20'
+  train, test = _dummy_splits(tmp_path)
+  train, test, line = data.derive_from_data(config, train, test)
+  # Train lengths 12, 10, 8; the 3-person file's persons are all non-zero.
+  assert (config.data.persons, config.data.frames) == (3, 10)
+  assert (config.data.max_frames, config.mcc.queue_size) == (300, 32768)  # set: kept
+  assert line == (
+    'derived from the training split (3 sequences): data.persons=3 data.frames=10 '
+    '(set e.g. --config.data.persons=3 to override)'
+  )
+  assert train.preprocess.persons == test.preprocess.persons == 3
+  assert train.read([0])['x'].shape == (1, 3, 300, 20, 3)
+  assert data.derive_from_data(config, train, test)[2] == ''
+
+
+def test_derive_counts_persons_present_not_stored(tmp_path):
+  folder = Path(shutil.copytree(DUMMY_FOLDER, tmp_path / 'own'))
+  arr = np.load(folder / 'sequences' / 'a03_sit.npy')
+  arr[:, 2] = 0.0  # the third person is padding
+  np.save(folder / 'sequences' / 'a03_sit.npy', arr)
+  config = config_lib.base_config()
+  config.data.update(persons=0, frames=0, max_frames=0, layout='kinect20')
+  config.mcc.queue_size = 0
+  config.pretrain.batch_size = 2
+  train, test = _dummy_splits(tmp_path, folder)
+  data.derive_from_data(config, train, test)
+  assert (config.data.persons, config.data.frames, config.data.max_frames) == (2, 10, 12)
+  assert config.mcc.queue_size == 2  # below 3 sequences, in whole batches of 2
+
+
+def nw_ucla_as_folder(out: Path) -> Path:
+  """Writes the real NW-UCLA release as a skeleton_folder (x-view split) under `out`."""
+  from tfds_builders.common import BadFileError
+  from tfds_builders.nw_ucla import nw_ucla_dataset_builder as ucla
+
+  src = shared_data('nw_ucla', ucla.FOLDER)
+  (out / 'sequences').mkdir(parents=True)
+  rows = ['name,label,split,subject,view']
+  for path in sorted(src.glob('*.json')):
+    fields = ucla.parse_name(path.stem)
+    try:
+      xyz = ucla.parse_sequence(path.read_bytes(), path.stem)
+    except BadFileError:
+      continue
+    np.save(out / 'sequences' / f'{path.stem}.npy', xyz)
+    split = 'train' if ucla.is_train(fields, 'xview') else 'test'
+    label = ucla.ACTION_IDS.index(fields['action'])
+    rows.append(f'{path.stem},{label},{split},{fields["subject"]},{fields["view"]}')
+  (out / 'index.csv').write_text('\n'.join(rows) + '\n')
+  (out / 'label_names.txt').write_text('\n'.join(ucla.label_names()) + '\n')
+  return out
+
+
+def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
+  from skeljax import run
+
+  folder = nw_ucla_as_folder(tmp_path / 'own')
+  index = [line.split(',') for line in (folder / 'index.csv').read_text().splitlines()[1:]]
+  lengths = [
+    len(np.load(folder / 'sequences' / f'{name}.npy'))
+    for name, _, split, *_ in index
+    if split == 'train'
+  ]
+  lengths = [n for n in lengths if n > 0]  # zero-frame sequences are excluded when prepared
+  assert len(lengths) == 1020
+  config = _folder_config(folder, tmp_path / 'data')
+  config.stages = ()  # prepare, derive and write config.json; no training
+  run.train_and_evaluate(config, str(tmp_path / 'run'))
+  out = capsys.readouterr().out
+  frames, longest = math.ceil(float(np.median(lengths))), max(lengths)
+  expected = (
+    f'derived from the training split (1020 sequences): data.persons=1 data.frames={frames} '
+    f'data.max_frames={longest} mcc.queue_size=512 (set e.g. --config.data.persons=1 to override)'
+  )
+  assert expected in out.splitlines()
+  # configs/nw_ucla.py sets max_frames 208 by hand: the longest of all 1,484 is 201.
+  assert (frames, longest) == (34, 201)
+  saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  assert saved['data']['persons'] == 1 and saved['data']['frames'] == frames
+  assert saved['data']['max_frames'] == longest and saved['mcc']['queue_size'] == 512
+  assert saved['data']['config'] == 'kinect20'
