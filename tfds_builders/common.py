@@ -91,6 +91,8 @@ class SkipLog:
   """
 
   max_bad_fraction: float = 0.05
+  # What the user can do when check() fails; the builders of downloads share the default.
+  advice: str = 'Check the manual download, or raise max_bad_fraction.'
   seen: int = 0
   bad: list = dataclasses.field(default_factory=list)
   excluded: dict = dataclasses.field(default_factory=dict)
@@ -107,10 +109,10 @@ class SkipLog:
   def check(self) -> None:
     if self.seen and len(self.bad) / self.seen > self.max_bad_fraction:
       first = self.bad[0]
+      where = first['file'] if first['line'] is None else f'{first["file"]}:{first["line"]}'
       raise BadDataError(
         f'{len(self.bad)} of {self.seen} raw files are bad (more than '
-        f'{self.max_bad_fraction:.0%}); first: {first["file"]}:{first["line"]}: '
-        f'{first["reason"]}. Check the manual download, or raise max_bad_fraction.'
+        f'{self.max_bad_fraction:.0%}); first: {where}: {first["reason"]}. {self.advice}'
       )
 
   def as_metadata(self) -> dict:

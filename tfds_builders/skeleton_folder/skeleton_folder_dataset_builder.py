@@ -335,7 +335,9 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
     bad_fraction = self._max_bad_fraction
     if bad_fraction is None:
       bad_fraction = self.builder_config.max_bad_fraction
-    log = common.SkipLog(max_bad_fraction=bad_fraction)
+    log = common.SkipLog(
+      max_bad_fraction=bad_fraction, advice='Fix those files, or remove their rows from index.csv.'
+    )
     written = 0
     for row in rows:
       log.seen += 1

@@ -211,7 +211,11 @@ def test_non_finite_files_are_skipped_and_counted(folder, tmp_path, value):
 
 def test_too_many_bad_files_fail_the_build(folder, tmp_path):
   np.save(folder / 'sequences' / 'a02_wave.npy', np.full((4, 20, 3), np.inf, np.float32))
-  with pytest.raises(BadDataError, match=r'1 of 3 raw files are bad.*a02_wave\.npy'):
+  with pytest.raises(
+    BadDataError,
+    match=r'1 of 3 raw files are bad \(more than 5%\); first: a02_wave\.npy: frame 0 has a '
+    r'non-finite coordinate \(nan or inf\)\. Fix those files, or remove their rows',
+  ):
     _prepare(folder, tmp_path / 'data')  # default max_bad_fraction 0.05
   assert _nothing_prepared(tmp_path / 'data')
 
