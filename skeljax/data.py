@@ -144,7 +144,8 @@ def build_summary(builder) -> str:
   sizes = ', '.join(f'{name} {split.num_examples}' for name, split in builder.info.splits.items())
   line = f'{_full_name(builder)}: {sizes} sequences in {builder.data_dir}'
   # Builders keep their per-split SkipLog counts (common.SkipLog) under 'build' or 'skips'.
-  logs = (builder.info.metadata.get('build') or builder.info.metadata.get('skips') or {}).values()
+  meta = builder.info.metadata or {}
+  logs = (meta.get('build') or meta.get('skips') or {}).values()
   bad = [f for log in logs for f in log.get('bad_files', ())]
   if bad:
     n = sum(log.get('files_bad', 0) for log in logs)

@@ -286,10 +286,18 @@ def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
   ]
   lengths = [n for n in lengths if n > 0]  # zero-frame sequences are excluded when prepared
   assert len(lengths) == 1020
+  # A test sequence with a NaN is skipped and counted (1 of 464, below the 5% that stop it).
+  bad = folder / 'sequences' / 'a01_s01_e00_v03.npy'
+  np.save(bad, np.full_like(np.load(bad), np.nan))
   config = _folder_config(folder, tmp_path / 'data')
   config.stages = ()  # prepare, derive and write config.json; no training
   run.train_and_evaluate(config, str(tmp_path / 'run'))
   out = capsys.readouterr().out
+  assert (
+    f'skeleton_folder/kinect20: train 1020, test 463 sequences in {tmp_path}/data/'
+    'skeleton_folder/kinect20/2.0.0; skipped 1 bad files (first: a01_s01_e00_v03.npy: frame 0 '
+    'has a non-finite coordinate (nan or inf))'
+  ) in out.splitlines()
   frames, longest = math.ceil(float(np.median(lengths))), max(lengths)
   expected = (
     f'derived from the training split (1020 sequences): data.persons=1 data.frames={frames} '
