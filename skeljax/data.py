@@ -299,8 +299,9 @@ DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size')
 def queue_size_for(train_size: int, batch_size: int, cap: int) -> int:
   """The largest power of two below the training-set size, at most `cap`, as whole batches.
 
-  Below the set size, no query meets its own earlier key even without mcc.mask_own; the
-  configs' hand-set queues follow the same rule (NW-UCLA: 512 for 1,020 sequences; NTU-60
+  Below the set size, so a run with mcc.mask_own=False also passes check_against_data
+  (queries then still meet some of their own previous-epoch keys; mcc.mask_own drops
+  them). The configs' hand-set queues follow the same rule (NW-UCLA: 512 for 1,020 sequences; NTU-60
   x-sub: the peers' 32768, the cap, for 40,091).
   """
   q = 1
