@@ -19,6 +19,7 @@ class ConfigError(ValueError):
   """A config value that cannot run; its message is one line for the user."""
 
 
+
 def _section(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
@@ -228,7 +229,7 @@ def validate(
   config: ml_collections.ConfigDict, num_devices: int = 1, num_processes: int = 1
 ) -> None:
   """Raises ConfigError with one line for the first impossible value."""
-  from skeljax import skeleton
+  from skeljax import augment, models, skeleton
 
   _check(
     config.num_processes in (0, num_processes),
@@ -247,42 +248,18 @@ def validate(
   _check(d.frames >= 4, f'data.frames must be >= 4, got {d.frames}')
   _check(d.max_frames >= d.frames, 'data.max_frames must be >= data.frames')
   _check(d.persons >= 1, 'data.persons must be >= 1')
-  a = config.augment
-  lo, hi = a.crop_ratio
+  try:
+    # augment.AugParams is the one home of the augmentation checks.
+    augment.AugParams.from_config(config.augment, frames=d.frames)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   _check(
-    0 < lo <= hi <= 1, f'augment.crop_ratio must satisfy 0 < lo <= hi <= 1, got {a.crop_ratio}'
+    config.model.name in models.ENCODERS,
+    f'model.name {config.model.name!r} is not one of {", ".join(models.ENCODERS)}',
   )
-  _check(all(s > 0 for s in a.speeds), 'augment.speeds must be positive')
   _check(
-    a.positive_window in ('centred', 'own'),
-    f'augment.positive_window {a.positive_window!r} is not centred or own',
-  )
-  _check(len(a.speed_range) in (0, 2), 'augment.speed_range must be () or (lo, hi)')
-  _check(
-    a.negative in ('segment_shuffle', 'reverse', 'local_shuffle'),
-    f'augment.negative {a.negative!r} is not segment_shuffle, reverse or local_shuffle',
-  )
-  _check(a.segments >= 2, 'augment.segments must be >= 2 (one segment cannot be shuffled)')
-  _check(a.segments <= d.frames, 'augment.segments must be <= data.frames')
-  _check(a.local_window >= 2, 'augment.local_window must be >= 2')
-  _check(a.pad_mode in ('clip', 'edge', 'shift'), 'augment.pad_mode must be clip, edge or shift')
-  _check(0 < a.scale[0] <= a.scale[1], f'augment.scale must satisfy 0 < lo <= hi, got {a.scale}')
-  _check(
-    not a.speed_range or 0 < a.speed_range[0] <= a.speed_range[1],
-    f'augment.speed_range must be () or 0 < lo <= hi, got {a.speed_range}',
-  )
-  _check(a.interp_drop in ('stride', 'random'), 'augment.interp_drop must be stride or random')
-  _check(a.interp_stride >= 2, 'augment.interp_stride must be >= 2')
-  _check(0 < a.interp_keep_rate < 1, 'augment.interp_keep_rate must be in (0, 1)')
-  _check(a.interp_fill in ('linear', 'zero'), 'augment.interp_fill must be linear or zero')
-  _check(a.centre in ('clip', 'frame', 'none'), 'augment.centre must be clip, frame or none')
-  _check(
-    config.model.name in ('stgcn', 'transformer', 'gru'), 'model.name: stgcn, transformer or gru'
-  )
-  _check(config.model.size in ('small', 'base'), 'model.size must be small or base')
-  _check(
-    a.negative_source in ('positive', 'anchor', 'anchor_shared'),
-    f'augment.negative_source {a.negative_source!r} is not positive, anchor or anchor_shared',
+    config.model.size in models.stgcn.WIDTHS,
+    f'model.size {config.model.size!r} is not one of {", ".join(models.stgcn.WIDTHS)}',
   )
   _check(
     config.model.dtype in ('float32', 'bfloat16'),

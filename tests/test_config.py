@@ -74,6 +74,12 @@ def test_unknown_config_arg_is_an_error():
     ('augment.positive_window', 'anchor', 'positive_window'),
     ('data.val_fraction', 1.0, 'val_fraction'),
     ('data.reversed_pairs', ('sit down-stand up',), 'reversed_pairs'),
+    # augment.* is checked by augment.AugParams, the one home of those checks.
+    ('augment.segments', 100, 'augment.segments=100 must be <= data.frames'),
+    ('augment.flip_prob', 1.5, 'augment.flip_prob'),
+    ('augment.centre', 'hip', 'augment.centre'),
+    ('model.name', 'resnet', 'model.name'),
+    ('model.size', 'huge', 'model.size'),
   ],
 )
 def test_validate_rejects_impossible_values(field, value, message):
