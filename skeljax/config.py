@@ -7,7 +7,9 @@ dataset needs. `validate()` turns bad values into one-line `ConfigError`s that
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pathlib
 
 import ml_collections
 
@@ -18,6 +20,34 @@ OBJECTIVES = ('mcc', 'contrastive')
 class ConfigError(ValueError):
   """A config value that cannot run; its message is one line for the user."""
 
+
+# The repository's configs/ folder (configs are files, not an installed package).
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / 'configs'
+
+
+def load_config(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file: what `--config=<path>[:<arg>]` gives `main`.
+
+  `path` is a file (`configs/demo.py`, `~/my_config.py`; a relative path that is not
+  found here is read from the repository root), or a bare name (`demo`) for the
+  repository's configs/ folder; `path:arg` works as on the command line.
+  Raises ConfigError (one line) when there is no such file.
+  """
+  path = str(path)
+  if arg is None and ':' in path and not os.path.exists(path):
+    path, arg = path.rsplit(':', 1)
+  file = pathlib.Path(path).expanduser()
+  if file.suffix != '.py' and len(file.parts) == 1:
+    file = CONFIG_DIR / f'{file}.py'
+  elif not file.is_absolute() and not file.is_file():
+    file = CONFIG_DIR.parent / file  # configs/x.py from another folder (notebooks/)
+  if not file.is_file():
+    names = ', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.py')))
+    raise ConfigError(f'no config file {path}; give a path to one or a name from {names}')
+  spec = importlib.util.spec_from_file_location(f'skeljax_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def _section(**fields) -> ml_collections.ConfigDict:

@@ -2,22 +2,15 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from .conftest import REPO
-
 
 def _tiny_config(tmp_path, **overrides):
-  sys.path.insert(0, str(REPO))
-  import importlib.util
+  from skeljax import config as config_lib
 
-  spec = importlib.util.spec_from_file_location('demo', REPO / 'configs' / 'demo.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config('tiny')
+  c = config_lib.load_config('demo', 'tiny')
   c.data.data_dir = str(tmp_path.parent / 'shared_data_dir')
   for key, value in overrides.items():
     section, _, field = key.rpartition('.')
