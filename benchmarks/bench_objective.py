@@ -82,7 +82,7 @@ class Step:
     )
     self.batch = mesh_lib.to_global(mesh, _batch(shape, layout))
     fn = pretrain.jit_train_step(
-      nets, config, tx, rep, mesh_lib.batch_sharded(mesh), total_steps=10_000
+      nets, config, rep, mesh_lib.batch_sharded(mesh), total_steps=10_000
     )
     t0 = time.perf_counter()
     self.fn = fn.lower(self.state, self.batch).compile()

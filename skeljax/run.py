@@ -73,7 +73,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   rng = jax.random.PRNGKey(config.seed)
   state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r), out_shardings=rep)(rng)
   step_fn = pretrain.jit_train_step(
-    nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh), total_steps=total
+    nets, config, rep, mesh_lib.batch_sharded(ctx.mesh), total_steps=total
   )
   fp = ckpt_lib.fingerprint(config, ('data', 'augment', 'model', 'mcc', 'pretrain'))
   ckpt = ckpt_lib.StageCheckpoints(
