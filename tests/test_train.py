@@ -52,6 +52,10 @@ def test_demo_tiny_writes_results_in_the_fixed_schema(demo_run):
     'objective',
   }
   assert np.isfinite(saved['stages']['pretrain']['final_loss'])
+  # A 3-step run reports the rate of its two steps after the compiling one, not 0.0.
+  assert saved['stages']['pretrain']['steps'] == 3
+  assert saved['stages']['pretrain']['samples_per_s'] > 0
+  assert ' 0.0 samples/s' not in (workdir / 'results.md').read_text()
   assert (workdir / 'results.md').read_text().count('| linear') == 2
   assert (workdir / 'metrics.jsonl').exists()
   assert any((workdir / 'tensorboard' / 'pretrain').iterdir())
