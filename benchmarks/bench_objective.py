@@ -31,14 +31,9 @@ SHAPES = {
 
 
 def _config(shape: dict, objective: str, overrides: dict):
-  import importlib.util
-  import pathlib
+  from skeljax import config as config_lib
 
-  path = pathlib.Path(__file__).resolve().parents[1] / 'configs' / f'{shape["config"]}.py'
-  spec = importlib.util.spec_from_file_location(shape['config'], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(None)
+  c = config_lib.load_config(shape['config'])
   c.objective = objective
   c.data.frames, c.data.persons = shape['frames'], shape['persons']
   c.data.max_frames = shape['max_frames']
@@ -87,7 +82,7 @@ class Step:
     )
     self.batch = mesh_lib.to_global(mesh, _batch(shape, layout))
     fn = pretrain.jit_train_step(
-      nets, config, tx, rep, mesh_lib.batch_sharded(mesh), total_steps=10_000
+      nets, config, rep, mesh_lib.batch_sharded(mesh), total_steps=10_000
     )
     t0 = time.perf_counter()
     self.fn = fn.lower(self.state, self.batch).compile()

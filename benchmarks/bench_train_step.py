@@ -219,7 +219,7 @@ class JaxSide:
     index = np.arange(len(n), dtype=np.int32)
     self.batch = mesh_lib.to_global(mesh, {'x': x, 'n': n, 'index': index})
     step = pretrain.jit_train_step(
-      nets, config, tx, rep, mesh_lib.batch_sharded(mesh), total_steps=100_000
+      nets, config, rep, mesh_lib.batch_sharded(mesh), total_steps=100_000
     )
     t0 = time.perf_counter()
     lowered = step.lower(self.state, self.batch)

@@ -121,10 +121,9 @@ def install_check(expect: str | None) -> dict:
 
 
 def demo_config(data_dir: str):
-  spec = importlib.util.spec_from_file_location('demo', REPO / 'configs' / 'demo.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config('tiny')
+  from skeljax import config as config_lib
+
+  config = config_lib.load_config('demo', 'tiny')
   config.data.data_dir = data_dir
   return config
 
@@ -169,7 +168,8 @@ class JaxStep:
   """skeljax's jitted pretraining step on a mesh over every device, compiled once.
 
   The batch carries `index` (dataset row ids), which steps that mask a query's own
-  earlier keys read, and `total_steps` is passed to `jit_train_step` where it takes one.
+  earlier keys read, and `total_steps` (and `tx`) are passed to `jit_train_step` where it
+  takes them.
   """
 
   TOTAL_STEPS = 100_000
@@ -194,12 +194,11 @@ class JaxStep:
     )
     x, n = bts.synthetic_batch(_proto(model, shape))
     self.batch = self.to_device({'x': x, 'n': n})
-    extra = {}
-    if 'total_steps' in inspect.signature(pretrain.jit_train_step).parameters:
-      extra['total_steps'] = self.TOTAL_STEPS
-    step = pretrain.jit_train_step(
-      nets, config, tx, rep, mesh_lib.batch_sharded(self.mesh), **extra
-    )
+    params = inspect.signature(pretrain.jit_train_step).parameters
+    extra = {'total_steps': self.TOTAL_STEPS} if 'total_steps' in params else {}
+    # Newer steps take the optimizer from the state (a flax TrainState), older ones as `tx`.
+    head = (nets, config, tx) if 'tx' in params else (nets, config)
+    step = pretrain.jit_train_step(*head, rep, mesh_lib.batch_sharded(self.mesh), **extra)
     t0 = time.perf_counter()
     lowered = step.lower(self.state, self.batch)
     t1 = time.perf_counter()

@@ -6,7 +6,7 @@ The train-step benchmark (skeljax vs the PyTorch reference, input pipeline, RSS)
 then each of bench_models.py, bench_augment.py and bench_ntu_parse.py that exists runs as a
 subprocess. A script that supports `--json PATH` writes its results there; otherwise the last
 line of its output that is a JSON object is taken, and failing that its output tail is kept.
-The markdown file is meant to be pasted into the README's Performance section.
+The markdown file is meant to be pasted into docs/performance.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Runs on a 2-core CPU in under 5 minutes, compilation included.
 
 Expected result (2-core CPU, seed 0): the linear probe on the MCC-pretrained
 encoder beats the same probe on a random-init encoder; both numbers are in
-runs/demo/results.md (see the README's demo table for the last measured values).
+runs/demo/results.md (see the demo table in docs/results.md for the last measured values).
 `--config=configs/demo.py:tiny` is the seconds-long smoke version the tests run.
 """
 

@@ -1,12 +1,19 @@
-"""Your own skeleton data: a folder with index.csv and sequences/<name>.npy.
+"""Your own skeleton data: a folder with index.csv, sequences/<name>.npy and optionally
+label_names.txt (the format: docs/data.md).
 
-index.csv has columns `name,label,split` (split is train or test) and optional
-`subject,view`; each sequence is [T, V, C] or [T, M, V, C] float npy. Name the
-joint layout (ntu25, kinect20 or openpose18):
+index.csv has columns `name,label,split` (label an integer class id 0..K-1, split train or
+test) and optional `subject,view`; each sequence is a [T, V, C] or [T, M, V, C] float .npy.
+Name the joint layout (ntu25, kinect20 or openpose18); it is also the builder config
+(skeleton_folder/<layout>):
 
   python -m skeljax.main --config=configs/folder.py \
       --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \
       --workdir=runs/my_data
+
+data.persons, data.frames, data.max_frames and mcc.queue_size are 0: the run derives them
+from the prepared training split (most persons present, median and longest length, a
+queue below the training-set size) and prints one line with the values; set any of them
+to override it.
 
 Stages: pretrain -> linear, with the linear probe of a random-init encoder as
 reference. Expected result: the pretrained encoder's probe beats random init.
@@ -20,12 +27,13 @@ def get_config(arg=None):
   c = config_lib.base_config()
   c.name = 'folder'
   c.data.name = 'skeleton_folder'
-  c.data.config = 'default'
   c.data.layout = 'ntu25'
-  c.data.persons = 2
-  c.data.max_frames = 300
-  c.data.frames = 50
-  c.mcc.queue_size = 1024  # own keys are masked (mcc.mask_own), so it may exceed the data
+  # The builder config is the joint layout, so --config.data.layout alone picks both.
+  c.data.config = c.data.get_ref('layout')
+  c.data.persons = 0
+  c.data.max_frames = 0
+  c.data.frames = 0
+  c.mcc.queue_size = 0
   c.pretrain.epochs = 100
   c.pretrain.batch_size = 64
   c.pretrain.optimizer = 'adamw'

@@ -19,7 +19,7 @@ from importlib import metadata
 # others, whose YNNPACK dots make the stgcn-small step 12% faster than turning
 # YNNPACK off. tests/test_models.py (test_jitted_train_forward_is_repeatable)
 # fails without this. jaxlib 0.12.0.1 passes that test without the flag
-# (docs/performance.md, "XLA:CPU flag"), so it is set only from 0.10 (older
+# (docs/determinism.md), so it is set only from 0.10 (older
 # jaxlibs abort on the unknown flag) up to 0.11, which was never tested.
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-reduce'
 _YNN_RACY = ((0, 10), (0, 12))  # [first, fixed) jaxlib (major, minor)

@@ -7,7 +7,9 @@ dataset needs. `validate()` turns bad values into one-line `ConfigError`s that
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pathlib
 
 import ml_collections
 
@@ -17,6 +19,35 @@ OBJECTIVES = ('mcc', 'contrastive')
 
 class ConfigError(ValueError):
   """A config value that cannot run; its message is one line for the user."""
+
+
+# The repository's configs/ folder (configs are files, not an installed package).
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / 'configs'
+
+
+def load_config(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file: what `--config=<path>[:<arg>]` gives `main`.
+
+  `path` is a file (`configs/demo.py`, `~/my_config.py`; a relative path that is not
+  found here is read from the repository root), or a bare name (`demo`) for the
+  repository's configs/ folder; `path:arg` works as on the command line.
+  Raises ConfigError (one line) when there is no such file.
+  """
+  path = str(path)
+  if arg is None and ':' in path and not os.path.exists(path):
+    path, arg = path.rsplit(':', 1)
+  file = pathlib.Path(path).expanduser()
+  if file.suffix != '.py' and len(file.parts) == 1:
+    file = CONFIG_DIR / f'{file}.py'
+  elif not file.is_absolute() and not file.is_file():
+    file = CONFIG_DIR.parent / file  # configs/x.py from another folder (notebooks/)
+  if not file.is_file():
+    names = ', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.py')))
+    raise ConfigError(f'no config file {path}; give a path to one or a name from {names}')
+  spec = importlib.util.spec_from_file_location(f'skeljax_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def _section(**fields) -> ml_collections.ConfigDict:
@@ -60,6 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
     data_dir=os.path.join('~', 'skeljax_data'),  # prepared array_record datasets
     manual_dir='',  # raw downloads for manual datasets (see the builder README)
     layout='ntu25',  # joint layout, see skeljax/skeleton.py
+    # persons, max_frames, frames (and mcc.queue_size): 0 derives the value from the
+    # prepared training split when the run starts (data.derive_from_data), which prints it.
     persons=2,  # M persons kept per sample
     max_frames=300,  # host-side pad length; longer sequences are resampled down
     frames=50,  # T: clip length every view is resampled to
@@ -142,7 +175,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mcc = _section(
     feature_dim=128,  # projection output
     # MoCo queue length. With mask_own it may exceed the training set; without, keep it
-    # below (a query would meet its own earlier key as a negative).
+    # below (a query would meet its own earlier key as a negative). 0: derived from the
+    # training-set size (data.queue_size_for).
     queue_size=32768,
     # Store each key's sample id and drop the query's own earlier keys from its negatives.
     # Without it a 512-key queue over NW-UCLA's 1,020 sequences shows ~13% of queries
@@ -228,7 +262,7 @@ def validate(
   config: ml_collections.ConfigDict, num_devices: int = 1, num_processes: int = 1
 ) -> None:
   """Raises ConfigError with one line for the first impossible value."""
-  from skeljax import skeleton
+  from skeljax import augment, models, skeleton
 
   _check(
     config.num_processes in (0, num_processes),
@@ -244,52 +278,32 @@ def validate(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   d = config.data
-  _check(d.frames >= 4, f'data.frames must be >= 4, got {d.frames}')
-  _check(d.max_frames >= d.frames, 'data.max_frames must be >= data.frames')
-  _check(d.persons >= 1, 'data.persons must be >= 1')
-  a = config.augment
-  lo, hi = a.crop_ratio
+  # 0: derived from the training split once it is prepared; checked again then.
+  _check(d.frames == 0 or d.frames >= 4, f'data.frames must be >= 4 (or 0), got {d.frames}')
   _check(
-    0 < lo <= hi <= 1, f'augment.crop_ratio must satisfy 0 < lo <= hi <= 1, got {a.crop_ratio}'
+    0 in (d.frames, d.max_frames) or d.max_frames >= d.frames,
+    'data.max_frames must be >= data.frames',
   )
-  _check(all(s > 0 for s in a.speeds), 'augment.speeds must be positive')
+  _check(d.persons >= 0, f'data.persons must be >= 1 (or 0), got {d.persons}')
+  try:
+    # augment.AugParams is the one home of the augmentation checks.
+    augment.AugParams.from_config(config.augment, frames=d.frames or None)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   _check(
-    a.positive_window in ('centred', 'own'),
-    f'augment.positive_window {a.positive_window!r} is not centred or own',
+    config.model.name in models.ENCODERS,
+    f'model.name {config.model.name!r} is not one of {", ".join(models.ENCODERS)}',
   )
-  _check(len(a.speed_range) in (0, 2), 'augment.speed_range must be () or (lo, hi)')
   _check(
-    a.negative in ('segment_shuffle', 'reverse', 'local_shuffle'),
-    f'augment.negative {a.negative!r} is not segment_shuffle, reverse or local_shuffle',
-  )
-  _check(a.segments >= 2, 'augment.segments must be >= 2 (one segment cannot be shuffled)')
-  _check(a.segments <= d.frames, 'augment.segments must be <= data.frames')
-  _check(a.local_window >= 2, 'augment.local_window must be >= 2')
-  _check(a.pad_mode in ('clip', 'edge', 'shift'), 'augment.pad_mode must be clip, edge or shift')
-  _check(0 < a.scale[0] <= a.scale[1], f'augment.scale must satisfy 0 < lo <= hi, got {a.scale}')
-  _check(
-    not a.speed_range or 0 < a.speed_range[0] <= a.speed_range[1],
-    f'augment.speed_range must be () or 0 < lo <= hi, got {a.speed_range}',
-  )
-  _check(a.interp_drop in ('stride', 'random'), 'augment.interp_drop must be stride or random')
-  _check(a.interp_stride >= 2, 'augment.interp_stride must be >= 2')
-  _check(0 < a.interp_keep_rate < 1, 'augment.interp_keep_rate must be in (0, 1)')
-  _check(a.interp_fill in ('linear', 'zero'), 'augment.interp_fill must be linear or zero')
-  _check(a.centre in ('clip', 'frame', 'none'), 'augment.centre must be clip, frame or none')
-  _check(
-    config.model.name in ('stgcn', 'transformer', 'gru'), 'model.name: stgcn, transformer or gru'
-  )
-  _check(config.model.size in ('small', 'base'), 'model.size must be small or base')
-  _check(
-    a.negative_source in ('positive', 'anchor', 'anchor_shared'),
-    f'augment.negative_source {a.negative_source!r} is not positive, anchor or anchor_shared',
+    config.model.size in models.stgcn.WIDTHS,
+    f'model.size {config.model.size!r} is not one of {", ".join(models.stgcn.WIDTHS)}',
   )
   _check(
     config.model.dtype in ('float32', 'bfloat16'),
     f'model.dtype must be float32 or bfloat16, got {config.model.dtype!r}',
   )
   m = config.mcc
-  _check(m.queue_size > 0, f'mcc.queue_size must be positive, got {m.queue_size}')
+  _check(m.queue_size >= 0, f'mcc.queue_size must be positive (or 0), got {m.queue_size}')
   _check(
     m.momentum == -1 or 0 <= m.momentum < 1,
     f'mcc.momentum must be in [0, 1), or -1 to derive it from the run length; got {m.momentum}',
@@ -352,7 +366,7 @@ def validate(
       sec.schedule in ('cosine', 'step', 'constant'), f'{name}.schedule: cosine, step or constant'
     )
   _check(
-    config.mcc.queue_size % config.pretrain.batch_size == 0,
+    config.mcc.queue_size % config.pretrain.batch_size == 0,  # 0 passes: derived as batches
     f'mcc.queue_size={config.mcc.queue_size} must be a multiple of '
     f'pretrain.batch_size={config.pretrain.batch_size}',
   )

@@ -13,9 +13,11 @@ of it. A resumed run therefore sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import os
+import shutil
 
 import grain
 import jax
@@ -23,88 +25,137 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from skeljax import skeleton
-
-# Builders whose data is generated, not downloaded.
-GENERATED = ('synthetic_skeleton',)
+from tfds_builders import common
 
 
 class DataError(RuntimeError):
-  """Data that cannot be read or prepared; the message says what to do."""
+  """Data that cannot be read or prepared; the message is one line that says what to do."""
 
 
-def _builder_module(name: str):
-  try:
-    return importlib.import_module(f'tfds_builders.{name}.{name}_dataset_builder')
-  except ModuleNotFoundError as e:
-    if e.name and e.name.startswith('tfds_builders'):
-      raise DataError(f'unknown dataset {name!r}: no tfds_builders/{name}/ builder') from None
-    raise
+# ----------------------------------------------------------------- builders ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """How skeljax prepares one builder.
+
+  module: the tfds_builders package; importing it registers the builder with TFDS.
+  source: 'manual': raw files in data.manual_dir, needed until the dataset is prepared;
+    'generated': no raw files; 'folder': data.manual_dir *is* the dataset, always needed,
+    and prepared again when `builder.source_changed(manual_dir)` says it was edited.
+  """
+
+  module: str
+  source: str = 'manual'
+
+
+DATASETS = {
+  'kinetics_skeleton': Dataset('tfds_builders.kinetics_skeleton'),
+  'ntu_rgbd': Dataset('tfds_builders.ntu_rgbd'),
+  'nw_ucla': Dataset('tfds_builders.nw_ucla'),
+  'pku_mmd': Dataset('tfds_builders.pku_mmd'),
+  'skeleton_folder': Dataset('tfds_builders.skeleton_folder', source='folder'),
+  'synthetic_skeleton': Dataset('tfds_builders.synthetic_skeleton', source='generated'),
+}
+
+
+def dataset(name: str) -> Dataset:
+  """The registry entry of `name`, its builder registered with TFDS; unknown names fail."""
+  if name not in DATASETS:
+    raise DataError(f'unknown dataset {name!r}; known datasets: {", ".join(sorted(DATASETS))}')
+  importlib.import_module(DATASETS[name].module)
+  return DATASETS[name]
 
 
 def get_builder(data_cfg) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for `config.data` (not necessarily prepared yet)."""
-  data_dir = os.path.expanduser(data_cfg.data_dir)
-  module = _builder_module(data_cfg.name)
-  if data_cfg.name == 'skeleton_folder':
-    if not data_cfg.manual_dir:
-      raise DataError(
-        'skeleton_folder needs --config.data.manual_dir=DIR holding index.csv and sequences/'
-      )
-    return module.make_builder(
-      manual_dir=os.path.expanduser(data_cfg.manual_dir),
-      layout=data_cfg.layout,
-      data_dir=data_dir,
-      persons=data_cfg.persons,
-    )
-  cls = _find_builder_class(module)
-  config_names = [c.name for c in (cls.BUILDER_CONFIGS or [])]
-  if config_names and data_cfg.config not in config_names:
+  """The TFDS builder of `config.data` (not necessarily prepared yet)."""
+  dataset(data_cfg.name)
+  configs = list(tfds.builder_cls(data_cfg.name).builder_configs)
+  if data_cfg.config not in configs:
     raise DataError(
-      f'dataset {data_cfg.name} has no protocol {data_cfg.config!r}; choose one of {config_names}'
+      f'dataset {data_cfg.name} has no config {data_cfg.config!r}; choose one of {configs}'
     )
-  kwargs = {'config': data_cfg.config} if config_names else {}
-  return cls(data_dir=data_dir, file_format='array_record', **kwargs)
-
-
-def _find_builder_class(module):
-  for value in vars(module).values():
-    if (
-      isinstance(value, type)
-      and issubclass(value, tfds.core.DatasetBuilder)
-      and value.__module__ == module.__name__
-    ):
-      return value
-  raise DataError(f'{module.__name__} exports no DatasetBuilder')
+  return tfds.builder(
+    f'{data_cfg.name}/{data_cfg.config}',
+    data_dir=os.path.expanduser(data_cfg.data_dir),
+    file_format='array_record',
+  )
 
 
 def _is_prepared(builder) -> bool:
   return os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
 
 
+def _full_name(builder) -> str:
+  return f'{builder.name}/{builder.builder_config.name}'
+
+
 def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:
-  """Returns a prepared builder, preparing it from `data.manual_dir` if needed."""
+  """Returns a prepared builder, preparing it from `data.manual_dir` if needed.
+
+  Only the writer prepares, and prints `build_summary`; the other processes get the
+  builder as it is and ask again once the writer is done. A failed build leaves nothing
+  that reads as prepared (TFDS writes into an `incomplete.*` folder and renames it on
+  success). Bad raw data is one DataError line.
+  """
+  entry = dataset(data_cfg.name)
   builder = get_builder(data_cfg)
-  if _is_prepared(builder):
-    return builder
   manual_dir = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None
-  if data_cfg.name not in GENERATED:
-    if not manual_dir or not os.path.isdir(manual_dir):
+  has_manual_dir = bool(manual_dir) and os.path.isdir(manual_dir)
+  if entry.source == 'folder' and not has_manual_dir:
+    raise DataError(
+      f'dataset {data_cfg.name} reads its data from the manual dir, the folder holding '
+      'index.csv and sequences/ (docs/data.md): set --config.data.manual_dir=DIR '
+      f'(tfds_builders.build: --manual_dir=DIR); got {data_cfg.manual_dir!r}'
+    )
+  try:
+    prepared = _is_prepared(builder)
+    stale = prepared and entry.source == 'folder' and builder.source_changed(manual_dir)
+    if not prepared and entry.source == 'manual' and not has_manual_dir:
       instructions = ' '.join(str(getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', '')).split())
       raise DataError(
         f'dataset {data_cfg.name} is not prepared in {data_cfg.data_dir} and '
         f'data.manual_dir={data_cfg.manual_dir!r} is not a folder. {instructions}'
       )
-  if is_writer:
-    print(
-      f'Preparing {builder.name}/{builder.builder_config.name if builder.builder_config else ""}'
-      f' into {builder.data_dir} (once) ...',
-      flush=True,
-    )
-    builder.download_and_prepare(
-      file_format='array_record',
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
-    )
+    if not is_writer:
+      return builder
+    if stale:
+      print(
+        f'{_full_name(builder)}: {manual_dir} changed since it was prepared into '
+        f'{builder.data_dir}; preparing it again',
+        flush=True,
+      )
+      shutil.rmtree(builder.data_dir)
+      builder = get_builder(data_cfg)  # a fresh builder: the old one holds the old label names
+    if stale or not prepared:
+      print(f'Preparing {_full_name(builder)} into {builder.data_dir} (once) ...', flush=True)
+      builder.download_and_prepare(
+        file_format='array_record',
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+      )
+  except (common.BadDataError, FileNotFoundError) as e:
+    raise DataError(f'{_full_name(builder)}: {" ".join(str(e).split())}') from None
+  print(build_summary(builder), flush=True)
   return builder
+
+
+def build_summary(builder) -> str:
+  """One line: the prepared splits' sizes and the raw files skipped as bad or excluded."""
+  sizes = ', '.join(f'{name} {split.num_examples}' for name, split in builder.info.splits.items())
+  line = f'{_full_name(builder)}: {sizes} sequences in {builder.data_dir}'
+  # Builders keep their per-split SkipLog counts (common.SkipLog) under 'build' or 'skips'.
+  meta = builder.info.metadata or {}
+  logs = (meta.get('build') or meta.get('skips') or {}).values()
+  bad = [f for log in logs for f in log.get('bad_files', ())]
+  if bad:
+    n = sum(log.get('files_bad', 0) for log in logs)
+    line += f'; skipped {n} bad files (first: {bad[0]["file"]}: {bad[0]["reason"]})'
+  excluded = collections.Counter()
+  for log in logs:
+    excluded.update(log.get('excluded', {}))
+  if excluded:
+    line += f'; excluded {dict(excluded)}'
+  return line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +290,65 @@ def load_split(builder, data_cfg, split: str) -> Split:
     label_names=tuple(label.names),
     preprocess=preprocessor(data_cfg),
   )
+
+
+# Fields that 0 leaves to the training split (configs/folder.py leaves all four at 0).
+DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size')
+
+
+def queue_size_for(train_size: int, batch_size: int, cap: int) -> int:
+  """The largest power of two below the training-set size, at most `cap`, as whole batches.
+
+  Below the set size, so a run with mcc.mask_own=False also passes check_against_data
+  (queries then still meet some of their own previous-epoch keys; mcc.mask_own drops
+  them). The configs' hand-set queues follow the same rule (NW-UCLA: 512 for 1,020 sequences; NTU-60
+  x-sub: the peers' 32768, the cap, for 40,091).
+  """
+  q = 1
+  while 2 * q < train_size and 2 * q <= cap:
+    q *= 2
+  return max(batch_size, q // batch_size * batch_size)
+
+
+def derive_from_data(config, train: Split, test: Split) -> tuple[Split, Split, str]:
+  """Sets the fields of DERIVED left at 0 from the training rows `train` (scanned once).
+
+  persons: enough to keep every person present (not all zero) in any sequence; frames: the
+  median length, rounded up (at least 4); max_frames: the longest; mcc.queue_size:
+  `queue_size_for` the training-set size. Returns the splits with the new sizes and one
+  line saying what was chosen ('' when nothing was 0).
+  """
+  from skeljax import config as config_lib
+
+  d, chosen = config.data, {}
+  if 0 in (d.persons, d.frames, d.max_frames):
+    persons, lengths = 1, np.zeros(train.size, np.int64)
+    for i in range(train.size):
+      record = train.source[i]
+      lengths[i] = int(record['n_frames'])
+      present = np.flatnonzero(np.any(np.asarray(record['skeleton']) != 0, axis=(0, 2, 3)))
+      persons = max(persons, int(present[-1]) + 1 if len(present) else 0)
+    if d.persons == 0:
+      chosen['data.persons'] = d.persons = persons
+    if d.frames == 0:
+      frames = max(4, int(np.ceil(np.median(lengths))) if len(lengths) else 4)
+      chosen['data.frames'] = d.frames = min(frames, d.max_frames or frames)
+    if d.max_frames == 0:
+      chosen['data.max_frames'] = d.max_frames = max(int(lengths.max(initial=0)), d.frames)
+  if config.mcc.queue_size == 0:
+    cap = config_lib.base_config().mcc.queue_size
+    q = queue_size_for(train.size, config.pretrain.batch_size, cap)
+    chosen['mcc.queue_size'] = config.mcc.queue_size = q
+  if not chosen:
+    return train, test, ''
+  pre = preprocessor(d)
+  values = ' '.join(f'{k}={v}' for k, v in chosen.items())
+  key, value = next(iter(chosen.items()))
+  line = (
+    f'derived from the training split ({train.size} sequences): {values} '
+    f'(set e.g. --config.{key}={value} to override)'
+  )
+  return dataclasses.replace(train, preprocess=pre), dataclasses.replace(test, preprocess=pre), line
 
 
 def default_threads() -> int:

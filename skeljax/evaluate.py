@@ -19,11 +19,11 @@ import os
 import zlib
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.training import train_state
 
 from skeljax import augment, data, loop, models, objectives, optim, pretrain, skeleton
 from skeljax import checkpoint as ckpt_lib
@@ -106,7 +106,7 @@ def make_feature_fn(config, mesh):
 
   def features(variables, x, n):
     clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
-    full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+    full = models.full_lengths(clips)
     pooled, _ = encoder.apply(variables, clips, full, train=False)
     return pooled
 
@@ -232,7 +232,7 @@ def recalibrate_bn(config, mesh, variables, split: data.Split):
 
   def batch_stats(params, x, n):
     clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
-    full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+    full = models.full_lengths(clips)
 
     def upd(start):
       _, u = encoder.apply(
@@ -305,13 +305,11 @@ def fit_linear(train_f, train_y, num_classes: int, sec, seed: int):
 # ----------------------------------------------- supervised (encoder + head) ---
 
 
-@flax.struct.dataclass
-class SupervisedState:
-  step: jax.Array
-  params: Any  # {'encoder', 'classifier'}
+class SupervisedState(train_state.TrainState):
+  """flax's TrainState (params {'encoder', 'classifier'}) plus BN statistics and a PRNG key."""
+
   batch_stats: Any
-  opt_state: Any
-  rng: jax.Array
+  rng: jax.Array  # step s draws from fold_in(rng, s)
 
 
 def _trainable_labels(params, frozen_encoder: bool):
@@ -327,13 +325,14 @@ def make_supervised_tx(sec, steps_per_epoch, total, params, frozen_encoder: bool
   return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels), lr
 
 
-def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_encoder, augmented):
+def supervised_step(state, batch, *, encoder, classifier, config, frozen_encoder, augmented):
+  """One step of encoder + classifier on a labelled batch; the optimizer is the state's `tx`."""
   layout = skeleton.get_layout(config.data.layout)
   rng = jax.random.fold_in(state.rng, state.step)
-  k_view, k_drop = jax.random.split(rng)
+  rng_view, rng_drop = jax.random.split(rng)
   if augmented:
     clips = augment.make_views(
-      k_view,
+      rng_view,
       batch['x'],
       batch['n'],
       aug=config.augment,
@@ -347,7 +346,7 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
     clips = augment.eval_clip(
       batch['x'], batch['n'], aug=config.augment, layout=layout, frames=config.data.frames
     )
-  full = jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
+  full = models.full_lengths(clips)
 
   def loss_fn(params):
     variables = {'params': params['encoder'], 'batch_stats': state.batch_stats}
@@ -358,7 +357,7 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
       bs = state.batch_stats
     else:
       (pooled, _), upd = encoder.apply(
-        variables, clips, full, train=True, mutable=['batch_stats'], rngs={'dropout': k_drop}
+        variables, clips, full, train=True, mutable=['batch_stats'], rngs={'dropout': rng_drop}
       )
       bs = upd['batch_stats']
     logits = classifier.apply({'params': params['classifier']}, pooled)
@@ -367,13 +366,7 @@ def supervised_step(state, batch, *, encoder, classifier, config, tx, frozen_enc
     return loss, (bs, {'loss': loss, 'acc': acc})
 
   grads, (bs, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return state.replace(
-    step=state.step + 1,
-    params=optax.apply_updates(state.params, updates),
-    batch_stats=bs,
-    opt_state=opt_state,
-  ), metrics
+  return state.apply_gradients(grads=grads, batch_stats=bs), metrics
 
 
 def train_supervised(
@@ -415,7 +408,13 @@ def train_supervised(
   rep = mesh_lib.replicated(mesh)
   state = jax.jit(
     lambda p, bs: SupervisedState(
-      step=jnp.zeros((), jnp.int32), params=p, batch_stats=bs, opt_state=tx.init(p), rng=rng
+      step=jnp.zeros((), jnp.int32),
+      apply_fn=encoder.apply,
+      params=p,
+      tx=tx,
+      opt_state=tx.init(p),
+      batch_stats=bs,
+      rng=rng,
     ),
     out_shardings=rep,
   )(params, variables.get('batch_stats', {}))
@@ -425,7 +424,6 @@ def train_supervised(
       encoder=encoder,
       classifier=classifier,
       config=config,
-      tx=tx,
       frozen_encoder=frozen_encoder,
       augmented=augmented,
     ),

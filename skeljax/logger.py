@@ -5,6 +5,13 @@ step, so metrics.jsonl of a resumed run equals the uninterrupted run's (but for 
 timings). Each record's `elapsed_s` is the stage's wall time so far summed over every
 segment of a resumed run (from the kept record at or before the restored step), so a
 killed-and-resumed stage reports its whole cost, not only its last segment's.
+
+samples/s is the steady rate: counted from the end of a segment's first step, which
+compiles, so a 3-step run reports the speed of its last two steps and not its compile
+time. Until a step after the compiling one has finished there is no rate (None).
+
+Metric writing stays here rather than in clu.metric_writers: clu imports TensorFlow,
+which skeljax does not depend on; tensorboardX writes the same event files.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ class MetricsLog:
     self._tb = None
     self._tb_dir = os.path.join(workdir, 'tensorboard', stage)
     self._t0 = None
-    self._step0 = 0
+    self._rate_t0 = None  # end of the segment's first (compiling) step
+    self._rate_step0 = 0
     self.prior_s = 0.0  # wall time of the segments before this one (resumed runs)
 
   def start(self, step: int) -> None:
     """Called once the (restored) start step is known."""
-    self._t0, self._step0 = time.perf_counter(), step
+    self._t0, self._rate_t0 = time.perf_counter(), None
     if not self.writer_enabled:
       return
     if os.path.exists(self.path):
@@ -63,9 +71,16 @@ class MetricsLog:
 
     self._tb = SummaryWriter(self._tb_dir, purge_step=step + 1 if step else None)
 
-  def rate(self, step: int) -> float:
-    dt = time.perf_counter() - self._t0
-    return (step - self._step0) * self.batch / dt if dt > 0 else float('nan')
+  def first_step_done(self, step: int) -> None:
+    """Called once the segment's first step (the one that compiles) has finished."""
+    self._rate_t0, self._rate_step0 = time.perf_counter(), step
+
+  def rate(self, step: int) -> float | None:
+    """Samples/s over the steps after the compiling one up to `step`; None before any."""
+    if self._rate_t0 is None or step <= self._rate_step0:
+      return None
+    dt = time.perf_counter() - self._rate_t0
+    return (step - self._rate_step0) * self.batch / dt if dt > 0 else None
 
   def elapsed(self) -> float:
     """The stage's wall time so far, earlier segments of a resumed run included."""
@@ -73,13 +88,13 @@ class MetricsLog:
 
   def write(self, step: int, metrics: dict, lr: float | None = None) -> None:
     rate = self.rate(step)
-    eta = (self.total - step) * self.batch / rate if rate and rate > 0 else float('inf')
+    eta = (self.total - step) * self.batch / rate if rate else float('inf')
+    rate_txt = f'{rate:.1f} samples/s' if rate else 'samples/s n/a (only the compiling step ran)'
     parts = ' '.join(f'{k} {v:.4g}' for k, v in metrics.items())
     lr_txt = f' | lr {lr:.3g}' if lr is not None else ''
     if self.writer_enabled:
       print(
-        f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate:.1f} samples/s'
-        f' | ETA {_fmt_eta(eta)}',
+        f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate_txt} | ETA {_fmt_eta(eta)}',
         flush=True,
       )
       rec = {'stage': self.stage, 'step': step, **{k: float(v) for k, v in metrics.items()}}

@@ -73,9 +73,13 @@ def run(
     for step in range(start, total_steps):
       batch = mesh_lib.to_global(mesh, next(it))
       state, metrics = step_fn(state, batch)
+      done = step + 1
+      if step == start:
+        # The first step compiles: samples/s counts from its end (logger.MetricsLog.rate).
+        jax.block_until_ready(metrics)
+        log.first_step_done(done)
       if pending is not None:
         collect(*pending)
-      done = step + 1
       pending = (done, metrics)
       want_log = done % log_every == 0 or done == total_steps
       want_ckpt = done % checkpoint_every == 0 or done == total_steps

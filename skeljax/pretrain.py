@@ -31,11 +31,11 @@ import dataclasses
 import functools
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
+from flax.training import train_state
 
 from skeljax import augment, models, objectives, skeleton
 from skeljax.models import heads
@@ -81,18 +81,20 @@ def classifies_order(config) -> bool:
   return sw['broken_negative'] and config.mcc.negative_loss == 'classify'
 
 
-@flax.struct.dataclass
-class PretrainState:
-  step: jax.Array
-  params: Any  # {'encoder', 'projector', 'decoder'} (+ 'order_head' for 'classify')
+class PretrainState(train_state.TrainState):
+  """flax's TrainState plus what MoCo keeps: the EMA key networks, the queue, BN statistics.
+
+  `params` are the query networks {'encoder', 'projector', 'decoder'} (+ 'order_head' for
+  'classify'), which `apply_gradients` steps with `tx`; `apply_fn` is the encoder's apply.
+  """
+
   batch_stats: Any  # query encoder BN statistics
   key_params: Any  # EMA of {'encoder', 'projector'}
   key_batch_stats: Any  # key encoder BN statistics
   queue: jax.Array  # [K, feature_dim], L2-normalised keys
   queue_ids: jax.Array  # [K] int32 sample id of each queue key (-1: none yet)
   queue_ptr: jax.Array
-  opt_state: Any
-  rng: jax.Array
+  rng: jax.Array  # the run's PRNG key; step s draws from fold_in(rng, s)
 
 
 def switches(config) -> dict:
@@ -143,38 +145,36 @@ def _joint_features(encoder, variables, x, n):
 
 def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> PretrainState:
   """Builds the initial state; meant to run under jax.eval_shape / jit."""
-  k_enc, k_proj, k_dec, k_queue, k_drop, k_run = jax.random.split(rng, 6)
+  rng_enc, rng_proj, rng_dec, rng_queue, rng_drop, rng_run = jax.random.split(rng, 6)
   x, n = sample_input(config)
-  enc_vars = nets.encoder.init({'params': k_enc, 'dropout': k_drop}, x, n, train=False)
+  enc_vars = nets.encoder.init({'params': rng_enc, 'dropout': rng_drop}, x, n, train=False)
   enc_vars = {k: v for k, v in enc_vars.items() if k != 'intermediates'}
   pooled, _ = nets.encoder.apply(enc_vars, x, n, train=False)
   params = {
     'encoder': enc_vars['params'],
-    'projector': nets.projector.init(k_proj, pooled)['params'],
-    'decoder': nets.decoder.init(k_dec, _joint_features(nets.encoder, enc_vars, x, n))['params'],
+    'projector': nets.projector.init(rng_proj, pooled)['params'],
+    'decoder': nets.decoder.init(rng_dec, _joint_features(nets.encoder, enc_vars, x, n))['params'],
   }
   if classifies_order(config):  # its own key: the other parts' init does not move
     params['order_head'] = nets.order_head.init(jax.random.fold_in(rng, 7), pooled)['params']
   queue = objectives.l2_normalize(
-    jax.random.normal(k_queue, (config.mcc.queue_size, config.mcc.feature_dim))
+    jax.random.normal(rng_queue, (config.mcc.queue_size, config.mcc.feature_dim))
   )
   batch_stats = enc_vars.get('batch_stats', {})
   return PretrainState(
     step=jnp.zeros((), jnp.int32),
+    apply_fn=nets.encoder.apply,
     params=params,
+    tx=tx,
+    opt_state=tx.init(params),
     batch_stats=batch_stats,
     key_params={'encoder': params['encoder'], 'projector': params['projector']},
     key_batch_stats=batch_stats,
     queue=queue,
     queue_ids=jnp.full((config.mcc.queue_size,), -1, jnp.int32),
     queue_ptr=jnp.zeros((), jnp.int32),
-    opt_state=tx.init(params),
-    rng=k_run,
+    rng=rng_run,
   )
-
-
-def _full_length(x):
-  return jnp.full((x.shape[0],), x.shape[2], jnp.int32)
 
 
 def encode(
@@ -194,9 +194,9 @@ def encode(
   """
   mutable = ['batch_stats', 'intermediates'] if joints else ['batch_stats']
 
-  def one(x, key):
+  def one(x, rng_drop):
     (pooled, temporal), upd = encoder.apply(
-      variables, x, _full_length(x), train=True, mutable=mutable, rngs={'dropout': key}
+      variables, x, models.full_lengths(x), train=True, mutable=mutable, rngs={'dropout': rng_drop}
     )
     j = upd.get('intermediates', {}).get('joints') if joints else None
     return pooled, temporal, (j[0] if j else None), upd.get('batch_stats', {})
@@ -341,16 +341,8 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
   return loss, (batch_stats, key_bs, k_pos, metrics)
 
 
-def train_step(
-  state: PretrainState,
-  batch: dict,
-  *,
-  nets: Nets,
-  config,
-  tx: optax.GradientTransformation,
-  total_steps: int,
-):
-  """One pretraining step on a global batch.
+def train_step(state: PretrainState, batch: dict, *, nets: Nets, config, total_steps: int):
+  """One pretraining step on a global batch; the optimizer is the state's `tx`.
 
   Args:
     batch: {'x': [B, M, Tmax, V, C], 'n': [B]} and, for own-key masking, 'index': [B]
@@ -362,10 +354,9 @@ def train_step(
   grads, (batch_stats, key_bs, k_pos, metrics) = jax.grad(loss_fn, has_aux=True)(
     state.params, state.key_params, state, batch
   )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  online = {'encoder': params['encoder'], 'projector': params['projector']}
   momentum = momentum_at(m, state.step, total_steps)
+  state = state.apply_gradients(grads=grads)  # step + 1, params and opt_state by tx
+  online = {'encoder': state.params['encoder'], 'projector': state.params['projector']}
   # optax's EMA step: new = step_size * online + (1 - step_size) * key.
   key_params = optax.incremental_update(online, state.key_params, 1.0 - momentum)
   ids = batch.get('index') if m.mask_own else None
@@ -378,21 +369,19 @@ def train_step(
     )
   metrics['momentum'] = momentum
   new_state = state.replace(
-    step=state.step + 1,
-    params=params,
     batch_stats=batch_stats,
     key_params=key_params,
     key_batch_stats=key_bs,
     queue=queue,
     queue_ids=queue_ids,
     queue_ptr=ptr,
-    opt_state=opt_state,
   )
   return new_state, metrics
 
 
-def jit_train_step(nets: Nets, config, tx, state_sharding, batch_sharding, total_steps: int):
-  step = functools.partial(train_step, nets=nets, config=config, tx=tx, total_steps=total_steps)
+def jit_train_step(nets: Nets, config, state_sharding, batch_sharding, total_steps: int):
+  """`train_step` jitted once, the state donated and the batch laid out by batch_sharding."""
+  step = functools.partial(train_step, nets=nets, config=config, total_steps=total_steps)
   return jax.jit(
     step,
     in_shardings=(state_sharding, batch_sharding),

@@ -105,9 +105,10 @@ class Results:
     ]
     for name, e in p['stages'].items():
       if name == 'pretrain':
+        rate = e.get('samples_per_s')
         details = (
           f'final loss {e.get("final_loss", float("nan")):.4f}, {e.get("steps")} steps, '
-          f'{e.get("samples_per_s") or 0:.1f} samples/s'
+          + (f'{rate:.1f} samples/s' if rate else 'samples/s n/a (only the compiling step ran)')
         )
         lines.append(f'| pretrain | | | | | | {details} |')
         continue

@@ -73,7 +73,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   rng = jax.random.PRNGKey(config.seed)
   state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r), out_shardings=rep)(rng)
   step_fn = pretrain.jit_train_step(
-    nets, config, tx, rep, mesh_lib.batch_sharded(ctx.mesh), total_steps=total
+    nets, config, rep, mesh_lib.batch_sharded(ctx.mesh), total_steps=total
   )
   fp = ckpt_lib.fingerprint(config, ('data', 'augment', 'model', 'mcc', 'pretrain'))
   ckpt = ckpt_lib.StageCheckpoints(
@@ -120,6 +120,9 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     },
   )
   records = read_metrics(ctx.workdir, 'pretrain')
+  # Each logged rate excludes its segment's compiling step (logger.MetricsLog.rate); a
+  # run of one step per segment has none.
+  rates = [r['samples_per_s'] for r in records if r.get('samples_per_s')]
   entry = {
     'final_loss': records[-1]['loss'] if records else None,
     'steps': total,
@@ -128,9 +131,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     'lr': sec.lr,
     'optimizer': sec.optimizer,
     'objective': config.objective,
-    'samples_per_s': float(np.median([r['samples_per_s'] for r in records[1:]]))
-    if len(records) > 1
-    else None,
+    'samples_per_s': float(np.median(rates)) if rates else None,
     'stage_wall_s': round(wall, 1),
     'ema_momentum_start': pretrain.base_momentum(config.mcc, total),
   }
@@ -375,6 +376,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
       )
   else:
     test = data.load_split(builder, config.data, config.data.test_split)
+  # data.persons, frames, max_frames and mcc.queue_size left at 0 come from the training rows.
+  train, test, derived = data.derive_from_data(config, train, test)
+  if derived:
+    if writer:
+      print(derived, flush=True)
+    config_lib.validate(config, jax.device_count(), jax.process_count())
   check_against_data(config, train.size)
   os.makedirs(workdir, exist_ok=True)
   if writer:

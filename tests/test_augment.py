@@ -1,4 +1,4 @@
-"""Properties of skeljax.augment: resampling, views, spatial transforms, checks."""
+"""Properties of skeljax.augment: the MCC views, broken orders, interpolation input, checks."""
 
 import functools
 import itertools
@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from skeljax import augment, config, plot_views, skeleton
+from skeljax import augment, config, plot_views, skeleton, transforms
+
+from .test_transforms import linear_clip, smooth_batch
 
 NTU = skeleton.get_layout('ntu25')
 T = 16  # clip length used throughout
@@ -39,28 +41,6 @@ EXTRAS = dict(
 )
 
 
-def smooth_batch(seed=0, b=3, m=2, t_max=60, layout=NTU, n=(60, 31, 9)):
-  """Smooth motion like real skeletons; zero after n; person 1 absent in sample 0."""
-  rng = np.random.default_rng(seed)
-  v, c = layout.num_joints, layout.num_channels
-  t = np.arange(t_max)[None, None, :, None, None]
-  pose = rng.normal(size=(b, m, 1, v, c))
-  amp = 0.05 * rng.normal(size=(b, m, 1, v, c))
-  phase = rng.uniform(0, 2 * np.pi, size=(b, m, 1, v, c))
-  x = pose + amp * np.sin(0.2 * t + phase)
-  x = np.where(t < np.asarray(n)[:, None, None, None, None], x, 0.0)
-  x[0, 1] = 0.0
-  return x.astype(np.float32), np.asarray(n, np.int32)
-
-
-def linear_clip(seed, m, t, v, c, slope=0.05):
-  """x[:, t] = a + b * t, and (a, b)."""
-  rng = np.random.default_rng(seed)
-  a = rng.normal(size=(m, 1, v, c))
-  b = slope * rng.normal(size=(m, 1, v, c))
-  return (a + b * np.arange(t)[None, :, None, None]).astype(np.float32), a, b
-
-
 def views_fn(aug, layout=NTU, frames=T, **flags):
   """The jitted make_views, cached so tests with equal settings share one compile."""
   return _views_fn(augment.AugParams.from_config(aug), layout, frames, tuple(sorted(flags.items())))
@@ -71,56 +51,6 @@ def _views_fn(params, layout, frames, flags):
   return jax.jit(
     functools.partial(augment.make_views, aug=params, layout=layout, frames=frames, **dict(flags))
   )
-
-
-# ---------------------------------------------------------------- resampling
-
-
-def test_resample_speed1_full_range_is_identity_eager_and_jit():
-  x = np.random.default_rng(0).normal(size=(2, 45, 4, 3)).astype(np.float32)
-  jitted = jax.jit(augment.resample, static_argnums=(4,))
-  for n in (1, 30, 41, 45):
-    want = x[:, :n]
-    np.testing.assert_array_equal(augment.resample(x, n, 0.0, n, n), want)
-    np.testing.assert_array_equal(jitted(x, n, 0.0, float(n), n), want)
-
-
-def test_resample_linear_sequence_exact_at_any_speed():
-  n = 80
-  x, a, b = linear_clip(1, 2, n + 10, 3, 3)
-  x[:, n:] = 1e6  # padding is never read
-  windows = [(40 - 10 * s, 20 * s) for s in (0.25, 0.5, 0.9, 1.0, 2.0, 3.3)]
-  windows += [(10.3, 0.4), (0.0, float(n)), (5.5, 70.0)]
-  for start, length in windows:
-    out = np.asarray(augment.resample(x, n, start, length, T))
-    pos = start + (np.arange(T) + 0.5) * length / T - 0.5
-    assert pos.min() >= 0 and pos.max() <= n - 1
-    np.testing.assert_allclose(out, a + b * pos[None, :, None, None], atol=1e-5)
-
-
-def test_resample_clip_holds_edges_and_shift_slides_window():
-  n = 30
-  x, a, b = linear_clip(2, 1, 40, 2, 3)
-  start, length = -12.0, n + 24.0
-  pos = np.clip(start + (np.arange(T) + 0.5) * length / T - 0.5, 0, n - 1)
-  out = augment.resample(x, n, start, length, T, 'clip')
-  np.testing.assert_allclose(out, a + b * pos[None, :, None, None], atol=1e-5)
-  np.testing.assert_array_equal(out, augment.resample(x, n, start, length, T, 'edge'))
-  # 'shift' keeps the length (speed) and slides the window inside [0, n).
-  np.testing.assert_array_equal(
-    augment.resample(x, n, n - 4.0, 10.0, T, 'shift'), augment.resample(x, n, n - 10.0, 10.0, T)
-  )
-  np.testing.assert_array_equal(
-    augment.resample(x, n, -3.0, 10.0, T, 'shift'), augment.resample(x, n, 0.0, 10.0, T)
-  )
-
-
-def test_resample_rejects_bad_input():
-  x = np.zeros((2, 10, 4, 3), np.float32)
-  with pytest.raises(ValueError, match='pad_mode'):
-    augment.resample(x, 5, 0, 5, 4, pad_mode='wrap')
-  with pytest.raises(ValueError, match=r'\[M, T, V, C\]'):
-    augment.resample(x[0], 5, 0, 5, 4)
 
 
 # ---------------------------------------------------------------- motion-broken order
@@ -190,48 +120,6 @@ def test_interpolation_zero_fill_and_bad_mode():
 # ---------------------------------------------------------------- spatial
 
 
-@pytest.mark.parametrize('name', sorted(skeleton.LAYOUTS))
-def test_flip_twice_is_identity_and_mirrors_x(name):
-  layout = skeleton.get_layout(name)
-  x = np.random.default_rng(5).normal(size=(2, 3, layout.num_joints, layout.num_channels))
-  x = x.astype(np.float32)
-  once = np.asarray(augment.flip(x, layout))
-  np.testing.assert_array_equal(augment.flip(once, layout), x)
-  perm = np.asarray(layout.flip)
-  np.testing.assert_array_equal(once[..., 0], -x[..., perm, 0])
-  np.testing.assert_array_equal(once[..., 1:], x[..., perm, 1:])
-  assert (perm != np.arange(layout.num_joints)).any()
-
-
-def test_spatial_augment_off_is_identity_and_rotation_keeps_bone_lengths():
-  x, _ = smooth_batch()
-  clip = x[1]
-  key = jax.random.key(0)
-  np.testing.assert_array_equal(
-    augment.spatial_augment(key, clip, aug=aug_config(**NO_SPATIAL), layout=NTU), clip
-  )
-  rotate_only = aug_config(**{**NO_SPATIAL, 'rotate': (0.5, 0.5, 0.5), 'flip_prob': 0.5})
-  bones = np.asarray(NTU.bones)
-  length = lambda c: np.linalg.norm(c[..., bones[:, 0], :] - c[..., bones[:, 1], :], axis=-1)
-  for seed in range(4):
-    out = np.asarray(
-      augment.spatial_augment(jax.random.key(seed), clip, aug=rotate_only, layout=NTU)
-    )
-    assert not np.allclose(out, clip)
-    np.testing.assert_allclose(np.sort(length(out), -1), np.sort(length(clip), -1), atol=1e-5)
-
-
-def test_joint_and_axis_masking():
-  clip = smooth_batch()[0][1]
-  key = jax.random.key(1)
-  assert (np.asarray(augment.joint_mask(key, clip, 1.0, 3)) == 0).all()
-  np.testing.assert_array_equal(augment.joint_mask(key, clip, 0.0, 3), clip)
-  out = np.asarray(augment.axis_mask(key, clip, 1.0, 3))
-  zeroed = [(out[..., c] == 0).all() for c in range(3)]
-  assert sum(zeroed) == 1
-  np.testing.assert_array_equal(out[..., ~np.asarray(zeroed)], clip[..., ~np.asarray(zeroed)])
-
-
 def test_openpose_confidence_channel_untouched():
   layout = skeleton.get_layout('openpose18')
   x, n = smooth_batch(layout=layout)
@@ -245,42 +133,9 @@ def test_openpose_confidence_channel_untouched():
     np.testing.assert_array_equal(conf[1:], np.float32(0.7))  # samples with both persons
   # A flip moves confidence with its joint and changes nothing else in it.
   clip = np.random.default_rng(0).uniform(0.1, 1, size=(2, 5, 18, 3)).astype(np.float32)
-  out = augment.spatial_augment(
-    jax.random.key(0), clip, aug=aug_config(flip_prob=1.0, **full), layout=layout
-  )
+  p = augment.AugParams.from_config(aug_config(flip_prob=1.0, **full))
+  out = transforms.spatial_augment(jax.random.key(0), clip, layout=layout, **p.spatial())
   np.testing.assert_array_equal(np.asarray(out)[..., 2], clip[..., np.asarray(layout.flip), 2])
-
-
-# ---------------------------------------------------------------- normalisation
-
-
-def test_normalise_centres_and_aligns():
-  x, n = smooth_batch()
-  clip = x[1][:, :20]
-  c = NTU.center
-  out = np.asarray(augment.normalise(clip, layout=NTU, centre='clip'))
-  np.testing.assert_array_equal(out[0, 0, c], 0)
-  np.testing.assert_allclose(out, clip - clip[0, 0, c], atol=1e-6)
-  out = np.asarray(augment.normalise(clip, layout=NTU, centre='frame'))
-  np.testing.assert_array_equal(out[0, :, c], 0)
-  out = np.asarray(augment.normalise(clip, layout=NTU, centre='clip', view_align=True))
-  left, right = NTU.shoulders
-  v = out[0, 0, right] - out[0, 0, left]
-  assert abs(v[2]) < 1e-6 and v[0] > 0
-  op = skeleton.get_layout('openpose18')
-  x2 = smooth_batch(layout=op)[0][1]
-  out = np.asarray(augment.normalise(x2, layout=op, view_align=True))
-  v = out[0, 0, op.shoulders[1], :2] - out[0, 0, op.shoulders[0], :2]
-  assert abs(v[1]) < 1e-6 and v[0] > 0
-  np.testing.assert_array_equal(out[..., 2], x2[..., 2])
-
-
-def test_normalise_keeps_padding_and_absent_persons_zero():
-  x, n = smooth_batch()
-  out = np.asarray(augment.normalise(x[1], layout=NTU, n=n[1], view_align=True))
-  assert (out[:, n[1] :] == 0).all()
-  out = np.asarray(augment.normalise(x[0], layout=NTU, centre='frame'))
-  assert (out[1] == 0).all() and (out[0] != 0).any()
 
 
 # ---------------------------------------------------------------- make_views
@@ -493,7 +348,7 @@ def test_eval_clip_is_deterministic_normalised_resampling():
   assert out.shape == (3, 2, T, 25, 3)
   np.testing.assert_array_equal(out, fn(x, n))
   # n == T: the whole range at speed 1 is the clip itself, only normalised.
-  np.testing.assert_array_equal(out[0], augment.normalise(x[0, :, :T], layout=NTU))
+  np.testing.assert_array_equal(out[0], transforms.normalise(x[0, :, :T], layout=NTU))
 
 
 @pytest.mark.parametrize(
@@ -531,6 +386,68 @@ def test_bad_config_and_n_raise():
       layout=NTU,
       frames=T,
     )
+
+
+# ---------------------------------------------------------------- AugParams
+
+
+@pytest.mark.parametrize(
+  'field,value',
+  [
+    ('crop_ratio', (0.5,)),
+    ('crop_ratio', (0.9, 0.5)),
+    ('speeds', ()),
+    ('speeds', (0.0, 1.0)),
+    ('speed_range', (2.0, 1.0)),
+    ('positive_window', 'anchor'),
+    ('pad_mode', 'wrap'),
+    ('negative', 'shuffle'),
+    ('negative_source', 'query'),
+    ('segments', 1),
+    ('local_window', 1),
+    ('interp_drop', 'every'),
+    ('interp_stride', 1),
+    ('interp_keep_rate', 1.0),
+    ('interp_fill', 'cubic'),
+    ('shear', -0.1),
+    ('rotate', (0.1, 0.2)),
+    ('scale', (1.2, 0.9)),
+    ('flip_prob', 1.5),
+    ('joint_mask_prob', -0.1),
+    ('axis_mask_prob', 2.0),
+    ('noise_std', -1.0),
+    ('centre', 'hip'),
+  ],
+)
+def test_aug_params_rejects_each_bad_value_in_one_line(field, value):
+  with pytest.raises(ValueError, match=rf'augment\.{field}\b') as e:
+    augment.AugParams.from_config(aug_config(**{field: value}))
+  assert '\n' not in str(e.value)
+
+
+@pytest.mark.parametrize(
+  'field,choices',
+  [
+    ('negative', augment.NEGATIVES),
+    ('negative_source', augment.NEGATIVE_SOURCES),
+    ('positive_window', augment.POSITIVE_WINDOWS),
+    ('interp_drop', augment.INTERP_DROPS),
+    ('interp_fill', augment.INTERP_FILLS),
+    ('pad_mode', transforms.PAD_MODES),
+    ('centre', transforms.CENTRES),
+  ],
+)
+def test_aug_params_choices_are_the_module_constants(field, choices):
+  for value in choices:
+    augment.AugParams.from_config(aug_config(**{field: value}))
+  with pytest.raises(ValueError, match=', '.join(choices)):
+    augment.AugParams.from_config(aug_config(**{field: 'nonsense'}))
+
+
+def test_aug_params_checks_segments_against_the_clip_length():
+  augment.AugParams.from_config(aug_config(segments=16), frames=16)
+  with pytest.raises(ValueError, match='augment.segments=17 must be <= data.frames=16'):
+    augment.AugParams.from_config(aug_config(segments=17), frames=16)
 
 
 # ---------------------------------------------------------------- rendering

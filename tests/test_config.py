@@ -22,12 +22,7 @@ ARGS = {
 
 
 def _load(path, arg):
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return config_lib.load_config(path, arg or None)
 
 
 def test_every_dataset_has_a_config():
@@ -41,6 +36,32 @@ def test_configs_parse_and_validate(name, arg):
   doc = (REPO / 'configs' / name).read_text()
   assert 'python -m skeljax.main --config=configs/' in doc
   assert 'Expected result' in doc
+
+
+def test_load_config_by_name_path_and_path_with_arg(tmp_path, monkeypatch):
+  tiny = config_lib.load_config('demo', 'tiny')
+  assert tiny.data.frames == 16 and tiny.name == 'demo'
+  assert config_lib.load_config(REPO / 'configs' / 'demo.py', 'tiny') == tiny
+  assert config_lib.load_config('configs/demo.py:tiny') == tiny  # as --config= takes it
+  assert config_lib.load_config('demo').data.frames == 32  # no arg: get_config()
+  mine = tmp_path / 'mine.py'
+  mine.write_text(
+    'from skeljax import config\n'
+    'def get_config(arg=None):\n'
+    '  c = config.base_config()\n'
+    '  c.name = arg or "mine"\n'
+    '  return c\n'
+  )
+  monkeypatch.chdir(tmp_path)
+  assert config_lib.load_config('mine.py').name == 'mine'
+  assert config_lib.load_config(str(mine), 'other').name == 'other'
+
+
+@pytest.mark.parametrize('path', ['nosuchconfig', 'configs/nosuch.py', '/tmp/nope/x.py:tiny'])
+def test_load_config_of_a_missing_file_is_one_line(path):
+  with pytest.raises(config_lib.ConfigError, match='no config file') as e:
+    config_lib.load_config(path)
+  assert '\n' not in str(e.value) and 'demo' in str(e.value)
 
 
 def test_unknown_config_arg_is_an_error():
@@ -66,7 +87,9 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.interp_weight', -1.0, 'interp_weight'),
     ('mcc.interp_fraction', 0.0, 'interp_fraction'),
     ('mcc.interp_fraction', 0.3, 'whole number'),
-    ('mcc.queue_size', 0, 'queue_size'),
+    ('mcc.queue_size', -1, 'queue_size'),
+    ('data.frames', 3, 'data.frames'),
+    ('data.persons', -1, 'data.persons'),
     ('mcc.bn_groups', 0, 'bn_groups'),
     ('mcc.bn_groups', 5, 'bn_groups'),
     ('mcc.negative_loss', 'margin', 'negative_loss'),
@@ -74,6 +97,12 @@ def test_unknown_config_arg_is_an_error():
     ('augment.positive_window', 'anchor', 'positive_window'),
     ('data.val_fraction', 1.0, 'val_fraction'),
     ('data.reversed_pairs', ('sit down-stand up',), 'reversed_pairs'),
+    # augment.* is checked by augment.AugParams, the one home of those checks.
+    ('augment.segments', 100, 'augment.segments=100 must be <= data.frames'),
+    ('augment.flip_prob', 1.5, 'augment.flip_prob'),
+    ('augment.centre', 'hip', 'augment.centre'),
+    ('model.name', 'resnet', 'model.name'),
+    ('model.size', 'huge', 'model.size'),
   ],
 )
 def test_validate_rejects_impossible_values(field, value, message):

@@ -7,6 +7,7 @@ figures to pytest's temporary folders. Outputs stay in memory: the committed
 """
 
 import json
+import os
 import sys
 
 import pytest
@@ -27,7 +28,8 @@ FIGURES = {
 }
 NOTEBOOKS = tuple(FIGURES)
 # 03 runs the real train_and_evaluate (pretrain compile + 4 feature extractions): 110-140 s
-# on the shared 2-core CPU, so it is opt-in; 01 and 02 take 15 s and 75 s.
+# on the shared 2-core CPU, so it is opt-in; 01 and 02 take 15 s and about 150 s (02 compiles
+# the loss's gradient and the train step).
 SLOW = {'03_evaluate_and_visualise.ipynb'}
 CELL_TIMEOUT_S = 600
 
@@ -37,7 +39,8 @@ def kernel_env(tmp_path_factory):
   """A 'python3' kernel that is this interpreter, and tmp folders for the notebooks.
 
   A 'python3' kernelspec found first on JUPYTER_PATH shadows any user or
-  system one, so the kernel always imports the skeljax under test.
+  system one, and PYTHONPATH puts this checkout first, so the kernel always
+  imports the skeljax under test.
   """
   root = tmp_path_factory.mktemp('notebooks')
   spec_dir = root / 'jupyter' / 'kernels' / 'python3'
@@ -48,6 +51,9 @@ def kernel_env(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv('JUPYTER_PATH', str(root / 'jupyter'))
     mp.setenv('JUPYTER_RUNTIME_DIR', str(root / 'runtime'))  # kernel connection files
+    # The checkout under test first: an editable install may point at another checkout.
+    path = [str(REPO), os.environ.get('PYTHONPATH')]
+    mp.setenv('PYTHONPATH', os.pathsep.join(p for p in path if p))
     mp.setenv('JAX_PLATFORMS', 'cpu')
     mp.setenv('MPLBACKEND', 'Agg')
     mp.setenv('SKELJAX_NB_DATA_DIR', str(root / 'data'))  # shared: prepared once
@@ -92,6 +98,58 @@ def test_committed_notebooks_have_no_outputs_and_start_with_the_colab_cells(name
   assert nb.cells[0].cell_type == 'markdown' and 'Colab' in nb.cells[0].source
   colab = nb.cells[1]
   assert colab.cell_type == 'code' and "if 'google.colab' in sys.modules:" in colab.source
+
+
+def test_the_notebooks_share_one_colab_cell():
+  cells = {nbformat.read(NOTEBOOK_DIR / n, as_version=4).cells[1].source for n in NOTEBOOKS}
+  assert len(cells) == 1
+
+
+# Runs before the Colab cell, in the same kernel: Colab's module, and no real clone or install.
+FAKE_COLAB = """import os, subprocess, sys, types
+sys.modules['google.colab'] = types.ModuleType('google.colab')
+calls = []
+subprocess.run = lambda args, **kw: calls.append(args)
+os.chdir = lambda path: calls.append(['chdir', path])"""
+
+
+def _run_colab_cell(source: str, tmp_path):
+  """Executes FAKE_COLAB, the Colab cell and print(calls); returns the three cells."""
+  cells = [nbformat.v4.new_code_cell(c) for c in (FAKE_COLAB, source, 'print(calls)')]
+  nb = nbformat.v4.new_notebook(cells=cells)
+  client = nbclient.NotebookClient(
+    nb, timeout=120, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}
+  )
+  try:
+    client.execute()
+  except nbclient.exceptions.CellExecutionError:
+    pass  # the cell's error output is what the tests read
+  return nb.cells
+
+
+@pytest.mark.parametrize('name', NOTEBOOKS)
+def test_colab_cell_stops_with_one_line_while_repo_url_is_the_placeholder(
+  name, kernel_env, tmp_path
+):
+  source = nbformat.read(NOTEBOOK_DIR / name, as_version=4).cells[1].source
+  _, colab, after = _run_colab_cell(source, tmp_path)
+  errors = [o for o in colab.outputs if o.output_type == 'error']
+  assert len(errors) == 1 and len(errors[0].traceback) == 1, errors
+  line = errors[0].traceback[0]
+  assert 'REPO_URL is still the placeholder' in line and 'set it in this cell' in line
+  assert not after.outputs  # the run stopped there: nothing cloned, nothing installed
+
+
+def test_colab_cell_clones_and_installs_once_repo_url_is_set(kernel_env, tmp_path):
+  source = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[0], as_version=4).cells[1].source
+  url = 'https://github.com/someone/skeljax'
+  set_url = source.replace('https://github.com/<you>/skeljax', url, 1)
+  assert set_url != source
+  _, colab, after = _run_colab_cell(set_url, tmp_path)
+  assert not [o for o in colab.outputs if o.output_type == 'error']
+  calls = after.outputs[0].text
+  assert f"'git', 'clone', '--depth=1', '{url}', '/content/skeljax'" in calls
+  assert "'pip', 'install'" in calls and "'chdir', '/content/skeljax/notebooks'" in calls
 
 
 @pytest.mark.parametrize(

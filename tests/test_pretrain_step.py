@@ -46,7 +46,7 @@ def _setup(**mcc):
   tx, _ = optim.make_optimizer(config.pretrain, 10, TOTAL)
   state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r))(jax.random.PRNGKey(0))
   step = jax.jit(
-    functools.partial(pretrain.train_step, nets=nets, config=config, tx=tx, total_steps=TOTAL)
+    functools.partial(pretrain.train_step, nets=nets, config=config, total_steps=TOTAL)
   )
   return config, nets, tx, state, step
 

@@ -2,22 +2,15 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from .conftest import REPO
-
 
 def _tiny_config(tmp_path, **overrides):
-  sys.path.insert(0, str(REPO))
-  import importlib.util
+  from skeljax import config as config_lib
 
-  spec = importlib.util.spec_from_file_location('demo', REPO / 'configs' / 'demo.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config('tiny')
+  c = config_lib.load_config('demo', 'tiny')
   c.data.data_dir = str(tmp_path.parent / 'shared_data_dir')
   for key, value in overrides.items():
     section, _, field = key.rpartition('.')
@@ -59,6 +52,10 @@ def test_demo_tiny_writes_results_in_the_fixed_schema(demo_run):
     'objective',
   }
   assert np.isfinite(saved['stages']['pretrain']['final_loss'])
+  # A 3-step run reports the rate of its two steps after the compiling one, not 0.0.
+  assert saved['stages']['pretrain']['steps'] == 3
+  assert saved['stages']['pretrain']['samples_per_s'] > 0
+  assert ' 0.0 samples/s' not in (workdir / 'results.md').read_text()
   assert (workdir / 'results.md').read_text().count('| linear') == 2
   assert (workdir / 'metrics.jsonl').exists()
   assert any((workdir / 'tensorboard' / 'pretrain').iterdir())

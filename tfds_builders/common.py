@@ -4,7 +4,9 @@ All builders write the same example layout so the input pipeline reads any of
 them the same way:
 
   skeleton   float32 [T, M, V, C]  raw camera-space coordinates, not centred;
-                                   absent persons are all-zero.
+                                   absent persons are all-zero. M is the builder's
+                                   fixed person count, or each sequence's own
+                                   (skeleton_folder stores the files as they are).
   label      ClassLabel            with the dataset's action names.
   n_frames   int32                 T.
   subject, view, setup, replication  int32 metadata, -1 where unknown.
@@ -26,14 +28,18 @@ METADATA_KEYS = ('subject', 'view', 'setup', 'replication')
 
 
 def skeleton_features(
-  num_persons: int, num_joints: int, num_channels: int, label_names
+  num_persons: int | None, num_joints: int, num_channels: int, label_names
 ) -> tfds.features.FeaturesDict:
-  """The common FeaturesDict of every skeljax builder."""
+  """The common FeaturesDict of every skeljax builder.
+
+  `num_persons` None: every sequence keeps its own person count. `label_names` None: the
+  builder sets `info.features['label'].names` while preparing (they come from the data).
+  """
   features = {
     'skeleton': tfds.features.Tensor(
       shape=(None, num_persons, num_joints, num_channels), dtype=np.float32, encoding='zlib'
     ),
-    'label': tfds.features.ClassLabel(names=list(label_names)),
+    'label': tfds.features.ClassLabel(names=None if label_names is None else list(label_names)),
     'n_frames': np.int32,
     'file_name': tfds.features.Text(),
   }
@@ -59,6 +65,13 @@ def make_example(skeleton: np.ndarray, label: int, file_name: str, **metadata) -
   return example
 
 
+class BadDataError(RuntimeError):
+  """Raw data that cannot be prepared as a whole; the message is one line saying what to fix.
+
+  `skeljax.data.prepare` shows it as one `skeljax: error:` line, not a traceback.
+  """
+
+
 class BadFileError(ValueError):
   """A raw file that cannot be parsed; carries the line number when known."""
 
@@ -78,6 +91,8 @@ class SkipLog:
   """
 
   max_bad_fraction: float = 0.05
+  # What the user can do when check() fails; the builders of downloads share the default.
+  advice: str = 'Check the manual download, or raise max_bad_fraction.'
   seen: int = 0
   bad: list = dataclasses.field(default_factory=list)
   excluded: dict = dataclasses.field(default_factory=dict)
@@ -94,10 +109,10 @@ class SkipLog:
   def check(self) -> None:
     if self.seen and len(self.bad) / self.seen > self.max_bad_fraction:
       first = self.bad[0]
-      raise RuntimeError(
+      where = first['file'] if first['line'] is None else f'{first["file"]}:{first["line"]}'
+      raise BadDataError(
         f'{len(self.bad)} of {self.seen} raw files are bad (more than '
-        f'{self.max_bad_fraction:.0%}); first: {first["file"]}:{first["line"]}: '
-        f'{first["reason"]}. Check the manual download, or raise max_bad_fraction.'
+        f'{self.max_bad_fraction:.0%}); first: {where}: {first["reason"]}. {self.advice}'
       )
 
   def as_metadata(self) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from skeljax import skeleton
@@ -35,7 +36,13 @@ __all__ = [
   'build_encoder',
   'compute_dtype',
   'feature_dims',
+  'full_lengths',
 ]
+
+
+def full_lengths(clips) -> jax.Array:
+  """n: [B] int32 for clips [B, M, T, V, C] whose T frames are all valid (resampled views)."""
+  return jnp.full((clips.shape[0],), clips.shape[2], jnp.int32)
 
 
 def compute_dtype(model_cfg):

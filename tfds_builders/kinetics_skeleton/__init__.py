@@ -1,4 +1,5 @@
-"""kinetics_skeleton: ST-GCN's Kinetics-400 OpenPose skeletons (see README.md)."""
+"""kinetics_skeleton: ST-GCN's Kinetics-400 OpenPose skeletons (see README.md); importing
+registers the builder."""
 
 from tfds_builders.kinetics_skeleton.kinetics_skeleton_dataset_builder import (
   LABEL_NAMES,
@@ -6,6 +7,4 @@ from tfds_builders.kinetics_skeleton.kinetics_skeleton_dataset_builder import (
   KineticsSkeletonConfig,
 )
 
-BUILDER_CLASS = KineticsSkeleton
-
-__all__ = ['BUILDER_CLASS', 'LABEL_NAMES', 'KineticsSkeleton', 'KineticsSkeletonConfig']
+__all__ = ['LABEL_NAMES', 'KineticsSkeleton', 'KineticsSkeletonConfig']

@@ -14,13 +14,15 @@ import numpy as np
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dummy_data')
 NUM_JOINTS, NUM_CHANNELS = 20, 3  # the kinect20 layout
 
+LABEL_NAMES = ('sit', 'walk', 'wave')  # label k is LABEL_NAMES[k]
+
 # name, label, split, subject, view, shape (persons axis omitted = [T, V, C])
 SEQUENCES = (
-  ('a01_walk', 'walk', 'train', '1', '1', (12, NUM_JOINTS, NUM_CHANNELS)),
-  ('a02_wave', 'wave', 'train', '2', '1', (10, 2, NUM_JOINTS, NUM_CHANNELS)),
-  ('a03_sit', 'sit', 'train', '2', '2', (8, 3, NUM_JOINTS, NUM_CHANNELS)),
-  ('a04_walk', 'walk', 'test', '3', '2', (9, 1, NUM_JOINTS, NUM_CHANNELS)),
-  ('a05_wave', 'wave', 'test', '', '', (11, NUM_JOINTS, NUM_CHANNELS)),
+  ('a01_walk', 1, 'train', '1', '1', (12, NUM_JOINTS, NUM_CHANNELS)),
+  ('a02_wave', 2, 'train', '2', '1', (10, 2, NUM_JOINTS, NUM_CHANNELS)),
+  ('a03_sit', 0, 'train', '2', '2', (8, 3, NUM_JOINTS, NUM_CHANNELS)),
+  ('a04_walk', 1, 'test', '3', '2', (9, 1, NUM_JOINTS, NUM_CHANNELS)),
+  ('a05_wave', 2, 'test', '', '', (11, NUM_JOINTS, NUM_CHANNELS)),
 )
 
 
@@ -39,6 +41,8 @@ def write(out: str = OUT) -> None:
     lines.append(f'{name},{label},{split},{subject},{view}')
   with open(os.path.join(out, 'index.csv'), 'w', newline='') as f:
     f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(out, 'label_names.txt'), 'w', newline='') as f:
+    f.write('\n'.join(LABEL_NAMES) + '\n')
 
 
 if __name__ == '__main__':

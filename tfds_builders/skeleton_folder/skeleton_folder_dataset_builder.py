@@ -1,16 +1,26 @@
 """skeleton_folder: a user's own skeleton sequences as a TFDS dataset.
 
-The manual dir holds
+The manual dir (skeljax: `data.manual_dir`) holds
 
   index.csv               header `name,label,split` plus optional `subject,view`
+  label_names.txt         optional: one class name per line, line k names label k
   sequences/<name>.npy    float [T, V, C] (one person) or [T, M, V, C]
 
-Labels are strings; their sorted unique values become the ClassLabel names, so
-the class names must be known before `_info()` runs. That is why the builder is
-made by `make_builder(manual_dir, layout, data_dir, persons)`, which reads
-index.csv first and puts the names into a per-folder BuilderConfig. The config
-name carries a fingerprint of the folder, so editing the folder gives a new
-config name and a stale prepared copy is never read by mistake.
+`label` is an integer class id, and the ids of all rows together are 0..K-1 with none
+missing; `split` is train or test. There is one builder config per joint layout
+(`skeleton_folder/ntu25`, `/kinect20`, `/openpose18`), because the layout fixes V and C.
+Every file keeps its own persons (the persons axis has no fixed size), so nothing is cut
+at build time; the input pipeline keeps `data.persons` of them.
+
+The prepared copy records a fingerprint of the folder (index.csv, label_names.txt and
+every listed file's size) in its metadata. `source_changed(manual_dir)` compares it with
+the folder as it is now, so skeljax prepares an edited folder again instead of reading a
+stale copy.
+
+Bad data stops the build with one line (`common.BadDataError`): a bad index.csv row, a
+listed file that does not exist, labels that are not 0..K-1, an array whose joints or
+channels do not fit the layout. Files that cannot be read, or hold NaN or inf, are
+skipped and counted like every builder's bad files (`common.SkipLog`).
 """
 
 from __future__ import annotations
@@ -31,20 +41,22 @@ from tfds_builders import common
 
 REQUIRED_COLUMNS = ('name', 'label', 'split')
 OPTIONAL_COLUMNS = ('subject', 'view')
+SPLITS = ('train', 'test')
 FINGERPRINTS = ('size', 'content')
-_SPLIT_RE = re.compile(r'^[a-z][a-z0-9_]*$')
+LABEL_NAMES_FILE = 'label_names.txt'
+_CLASS_ID = re.compile(r'^[0-9]+$')
 
 _INSTRUCTIONS = """\
-Put your own sequences in one folder (the manual dir) and build with
-`tfds_builders.skeleton_folder.make_builder(manual_dir, layout, data_dir, persons)`:
+Put your own sequences in one folder, the manual dir (skeljax: --config.data.manual_dir):
 
   <manual_dir>/index.csv             header: name,label,split[,subject,view]
+  <manual_dir>/label_names.txt       optional: one class name per line, line k names label k
   <manual_dir>/sequences/<name>.npy  float [T, V, C] or [T, M, V, C], saved with np.save
 
-`label` is a class name (any string), `split` is `train` or `test` (any lower-case
-identifier works; the pipeline reads `train` and `test`), `subject` and `view` are
-optional integers (empty = unknown). V and C must match the joint layout
-(ntu25: 25 x 3, kinect20: 20 x 3, openpose18: 18 x 3).
+`label` is an integer class id 0..K-1 (every id used at least once), `split` is train or
+test, `subject` and `view` are optional integers (empty = unknown). V and C must match the
+joint layout, the builder config (ntu25: 25 x 3, kinect20: 20 x 3, openpose18: 18 x 3).
+See docs/data.md.
 """
 
 
@@ -53,7 +65,7 @@ class IndexRow:
   """One line of index.csv."""
 
   name: str
-  label: str
+  label: int
   split: str
   subject: int
   view: int
@@ -62,42 +74,43 @@ class IndexRow:
 
 @dataclasses.dataclass(eq=False)
 class SkeletonFolderConfig(tfds.core.BuilderConfig):
-  """A folder-specific config; build it with `make_builder`, not by hand."""
+  """A joint layout (skeljax/skeleton.py): the folder's arrays are [T, (M,) V, C] of it."""
 
-  manual_dir: str = ''
   layout: str = 'ntu25'
-  persons: int = 2
-  label_names: tuple[str, ...] = ()
   max_bad_fraction: float = 0.05
-  fingerprint: str = ''
-  fingerprint_mode: str = 'size'
+
+
+def _one_line(text: str) -> str:
+  return ' '.join(text.split())
 
 
 def read_index(manual_dir: str) -> list[IndexRow]:
-  """Parses `<manual_dir>/index.csv`; any problem raises a one-line ValueError."""
+  """Parses `<manual_dir>/index.csv`; any problem raises a one-line BadDataError."""
   path = os.path.join(manual_dir, 'index.csv')
   if not os.path.isdir(manual_dir):
-    raise FileNotFoundError(
+    raise common.BadDataError(
       f'skeleton_folder: manual dir {manual_dir!r} does not exist. {_one_line(_INSTRUCTIONS)}'
     )
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'skeleton_folder: {path} not found. {_one_line(_INSTRUCTIONS)}')
+    raise common.BadDataError(f'skeleton_folder: {path} not found. {_one_line(_INSTRUCTIONS)}')
   with open(path, encoding='utf-8-sig', newline='') as f:
     text = f.read()
   return parse_index(text, path)
 
 
 def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
-  """Parses the text of an index.csv (see `read_index`)."""
+  """Parses the text of an index.csv (see `read_index`); labels are checked to be 0..K-1."""
   reader = csv.reader(io.StringIO(text))
   header = next(reader, None)
   if header is None:
-    raise ValueError(f'{path}: empty file; expected the header {",".join(REQUIRED_COLUMNS)}')
+    raise common.BadDataError(
+      f'{path}: empty file; expected the header {",".join(REQUIRED_COLUMNS)}'
+    )
   header = [h.strip() for h in header]
   missing = [c for c in REQUIRED_COLUMNS if c not in header]
   unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
   if missing or unknown or len(set(header)) != len(header):
-    raise ValueError(
+    raise common.BadDataError(
       f'{path}: bad header {",".join(header)!r}; need columns {",".join(REQUIRED_COLUMNS)} '
       f'and optionally {",".join(OPTIONAL_COLUMNS)}, each once'
     )
@@ -107,37 +120,79 @@ def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
     if not values or all(not v.strip() for v in values):
       continue
     if len(values) != len(header):
-      raise ValueError(f'{path}:{line}: {len(values)} fields, the header has {len(header)}')
+      raise common.BadDataError(
+        f'{path}:{line}: {len(values)} fields, the header has {len(header)}'
+      )
     get = lambda c, values=values: values[col[c]].strip() if c in col else ''
     name, label, split = get('name'), get('label'), get('split')
     if not name or name.startswith(('/', '\\')) or '..' in name.replace('\\', '/').split('/'):
-      raise ValueError(f'{path}:{line}: bad sequence name {name!r}')
+      raise common.BadDataError(f'{path}:{line}: bad sequence name {name!r}')
     if name in seen:
-      raise ValueError(f'{path}:{line}: sequence {name!r} listed twice')
-    if not label:
-      raise ValueError(f'{path}:{line}: empty label')
-    if not _SPLIT_RE.match(split):
-      raise ValueError(f'{path}:{line}: bad split {split!r}; use e.g. train or test')
+      raise common.BadDataError(f'{path}:{line}: sequence {name!r} listed twice')
+    if not _CLASS_ID.match(label):
+      raise common.BadDataError(
+        f'{path}:{line}: label {label!r} is not an integer class id 0..K-1; '
+        f'class names go in {LABEL_NAMES_FILE}, line k naming label k'
+      )
+    if split not in SPLITS:
+      raise common.BadDataError(f'{path}:{line}: split {split!r} is not train or test')
     meta = {}
     for c in OPTIONAL_COLUMNS:
       value = get(c)
       try:
         meta[c] = int(value) if value else -1
       except ValueError:
-        raise ValueError(f'{path}:{line}: {c} {value!r} is not an integer') from None
+        raise common.BadDataError(f'{path}:{line}: {c} {value!r} is not an integer') from None
     seen.add(name)
-    rows.append(IndexRow(name, label, split, meta['subject'], meta['view'], line))
+    rows.append(IndexRow(name, int(label), split, meta['subject'], meta['view'], line))
   if not rows:
-    raise ValueError(f'{path}: no sequences listed')
+    raise common.BadDataError(f'{path}: no sequences listed')
+  num_classes = max(r.label for r in rows) + 1
+  absent = sorted(set(range(num_classes)) - {r.label for r in rows})
+  if absent:
+    shown = ', '.join(map(str, absent[:5])) + (', ...' if len(absent) > 5 else '')
+    raise common.BadDataError(
+      f'{path}: labels must be 0..K-1 without gaps, but {len(absent)} of 0..{num_classes - 1} '
+      f'never occur ({shown}); renumber the classes'
+    )
   return rows
 
 
-def _sequence_path(manual_dir: str, name: str) -> str:
+def read_label_names(manual_dir: str, num_classes: int) -> list[str]:
+  """The class names from `label_names.txt`, or '0'..'K-1' without that file."""
+  path = os.path.join(manual_dir, LABEL_NAMES_FILE)
+  if not os.path.isfile(path):
+    return [str(i) for i in range(num_classes)]
+  with open(path, encoding='utf-8-sig') as f:
+    names = [line.strip() for line in f.read().strip().splitlines()]
+  if len(names) != num_classes:
+    raise common.BadDataError(
+      f'{path}: {len(names)} names, but index.csv has {num_classes} classes (labels '
+      f'0..{num_classes - 1}); write one name per class, line k naming label k'
+    )
+  if '' in names or len(set(names)) != len(names):
+    raise common.BadDataError(f'{path}: class names must be non-empty and distinct')
+  return names
+
+
+def sequence_path(manual_dir: str, name: str) -> str:
   return os.path.join(manual_dir, 'sequences', name + '.npy')
 
 
+def check_files_exist(manual_dir: str, rows: list[IndexRow]) -> None:
+  """One BadDataError naming the first index.csv row whose .npy is missing, and the count."""
+  missing = [r for r in rows if not os.path.isfile(sequence_path(manual_dir, r.name))]
+  if missing:
+    first = missing[0]
+    raise common.BadDataError(
+      f'{os.path.join(manual_dir, "index.csv")}:{first.line}: sequences/{first.name}.npy does '
+      f'not exist ({len(missing)} of {len(rows)} listed files are missing); add the files or '
+      'remove their rows'
+    )
+
+
 def fingerprint(manual_dir: str, rows: list[IndexRow], mode: str = 'size') -> str:
-  """Hex digest of index.csv plus every listed file's size ('size') or bytes ('content').
+  """Hex digest of index.csv, label_names.txt and every listed file's size or bytes.
 
   'size' is cheap and the same on every copy of the folder (unlike mtimes, which
   differ between hosts); 'content' also catches same-size in-place edits.
@@ -145,10 +200,13 @@ def fingerprint(manual_dir: str, rows: list[IndexRow], mode: str = 'size') -> st
   if mode not in FINGERPRINTS:
     raise ValueError(f'fingerprint must be one of {FINGERPRINTS}, got {mode!r}')
   h = hashlib.sha256()
-  with open(os.path.join(manual_dir, 'index.csv'), 'rb') as f:
-    h.update(f.read())
+  for extra in ('index.csv', LABEL_NAMES_FILE):
+    path = os.path.join(manual_dir, extra)
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        h.update(extra.encode() + b'\0' + f.read())
   for row in rows:
-    path = _sequence_path(manual_dir, row.name)
+    path = sequence_path(manual_dir, row.name)
     h.update(row.name.encode() + b'\0')
     if not os.path.isfile(path):
       h.update(b'missing')
@@ -161,13 +219,12 @@ def fingerprint(manual_dir: str, rows: list[IndexRow], mode: str = 'size') -> st
   return h.hexdigest()
 
 
-def load_sequence(path: str, layout: skeleton.Layout, persons: int) -> np.ndarray:
-  """Loads one .npy as float32 [T, persons, V, C].
+def load_sequence(path: str, layout: skeleton.Layout) -> np.ndarray:
+  """Loads one .npy as float32 [T, M, V, C] with all its persons.
 
-  Persons beyond `persons` are dropped (the first ones are kept, so store the
-  main actor first); fewer are zero-padded. Raises `common.BadFileError` for a
-  file that cannot be read as numbers, and ValueError (a configuration error,
-  never skipped) when V or C do not match the layout.
+  Raises `common.BadFileError` (the file is skipped and counted) for a file that cannot
+  be read as numbers or holds NaN or inf, and `common.BadDataError` (the build stops)
+  when V or C do not match the layout: then every file is likely of another layout.
   """
   try:
     arr = np.load(path, allow_pickle=False)
@@ -185,68 +242,107 @@ def load_sequence(path: str, layout: skeleton.Layout, persons: int) -> np.ndarra
     raise common.BadFileError(f'shape {arr.shape} is neither [T, V, C] nor [T, M, V, C]')
   v, c = arr.shape[2:]
   if (v, c) != (layout.num_joints, layout.num_channels):
-    raise ValueError(
+    fits = [
+      n for n, lay in skeleton.LAYOUTS.items() if (lay.num_joints, lay.num_channels) == (v, c)
+    ]
+    hint = f'; layout {fits[0]} has {v} x {c}' if fits else ''
+    raise common.BadDataError(
       f'{path}: shape {arr.shape} has {v} joints x {c} channels, but layout {layout.name} '
-      f'needs {layout.num_joints} x {layout.num_channels}'
+      f'needs {layout.num_joints} x {layout.num_channels}: set the layout of your data '
+      f'(skeljax: --config.data.layout){hint}'
     )
   arr = arr.astype(np.float32)
-  if not np.isfinite(arr).all():
-    raise common.BadFileError('non-finite values (nan or inf)')
-  out = np.zeros((arr.shape[0], persons, v, c), np.float32)
-  m = min(persons, arr.shape[1])
-  out[:, :m] = arr[:, :m]
-  return out
+  finite = np.isfinite(arr).all(axis=(1, 2, 3))
+  if not finite.all():
+    raise common.BadFileError(
+      f'frame {int(np.argmin(finite))} has a non-finite coordinate (nan or inf)'
+    )
+  return arr
 
 
 class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
-  """A user's folder of .npy skeleton sequences; see `make_builder`."""
+  """A user's folder of .npy skeleton sequences (the manual dir); one config per layout."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+    '1.0.0': 'First release: string labels, one config per folder and person count.',
+    '2.0.0': 'Integer labels 0..K-1 (+ label_names.txt), train/test splits only, one config '
+    'per joint layout, every person of a file kept.',
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-  BUILDER_CONFIGS = []
+  BUILDER_CONFIGS = [
+    SkeletonFolderConfig(name=name, layout=name, description=f'arrays in the {name} layout')
+    for name in skeleton.LAYOUTS
+  ]
+
+  def __init__(
+    self, *, max_bad_fraction: float | None = None, fingerprint_mode: str = 'size', **kwargs
+  ):
+    """`max_bad_fraction`, when given, overrides the config's; `fingerprint_mode` is
+    'size' or 'content' (see `fingerprint`)."""
+    kwargs.setdefault('file_format', 'array_record')
+    if fingerprint_mode not in FINGERPRINTS:
+      raise ValueError(f'fingerprint must be one of {FINGERPRINTS}, got {fingerprint_mode!r}')
+    if max_bad_fraction is not None and not 0.0 <= max_bad_fraction <= 1.0:
+      raise ValueError(f'max_bad_fraction must lie in [0, 1], got {max_bad_fraction}')
+    super().__init__(**kwargs)
+    self._max_bad_fraction = max_bad_fraction
+    self._fingerprint_mode = fingerprint_mode
 
   def _info(self) -> tfds.core.DatasetInfo:
-    cfg = self.builder_config
-    if not isinstance(cfg, SkeletonFolderConfig) or not cfg.label_names:
-      raise ValueError(
-        'skeleton_folder needs a folder-specific config: use '
-        'tfds_builders.skeleton_folder.make_builder(manual_dir, layout, data_dir, persons)'
-      )
-    layout = skeleton.get_layout(cfg.layout)
+    layout = skeleton.get_layout(self.builder_config.layout)
     return tfds.core.DatasetInfo(
       builder=self,
-      description=f'Own skeleton sequences from {cfg.manual_dir} (layout {cfg.layout}).',
-      features=common.skeleton_features(
-        cfg.persons, layout.num_joints, layout.num_channels, cfg.label_names
-      ),
+      description=f'Own skeleton sequences from a folder, layout {layout.name}.',
+      # Persons: each file's own; label names: read from the folder while preparing.
+      features=common.skeleton_features(None, layout.num_joints, layout.num_channels, None),
       metadata=tfds.core.MetadataDict(),
     )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # the folder is the one the config was made from
-    cfg = self.builder_config
-    manual_dir = cfg.manual_dir
+  def source_changed(self, manual_dir: str) -> bool:
+    """Whether the folder differs from the one this prepared copy was built from."""
+    recorded = self.info.metadata.get('source', {})
     rows = read_index(manual_dir)
-    if fingerprint(manual_dir, rows, cfg.fingerprint_mode) != cfg.fingerprint:
-      raise ValueError(f'{manual_dir} changed since make_builder() read it; call it again')
-    self.info.metadata.update({'layout': cfg.layout, 'persons': cfg.persons, 'skips': {}})
-    splits = sorted({r.split for r in rows})
+    mode = recorded.get('fingerprint_mode', 'size')
+    return fingerprint(manual_dir, rows, mode) != recorded.get('fingerprint')
+
+  def _split_generators(self, dl_manager):
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:  # TFDS's way of saying the directory is missing or empty
+      raise common.BadDataError(f'skeleton_folder: {e} {_one_line(_INSTRUCTIONS)}') from None
+    rows = read_index(manual_dir)
+    names = read_label_names(manual_dir, max(r.label for r in rows) + 1)
+    check_files_exist(manual_dir, rows)
+    self.info.features['label'].names = names
+    self.info.metadata.update(
+      layout=self.builder_config.layout,
+      source={
+        'manual_dir': os.path.abspath(manual_dir),
+        'fingerprint': fingerprint(manual_dir, rows, self._fingerprint_mode),
+        'fingerprint_mode': self._fingerprint_mode,
+      },
+      skips={},
+    )
     return {
-      s: self._generate_examples(manual_dir, [r for r in rows if r.split == s], s) for s in splits
+      s: self._generate_examples(manual_dir, [r for r in rows if r.split == s], s)
+      for s in SPLITS
+      if any(r.split == s for r in rows)
     }
 
   def _generate_examples(self, manual_dir: str, rows: list[IndexRow], split: str):
-    cfg = self.builder_config
-    layout = skeleton.get_layout(cfg.layout)
-    label_index = {name: i for i, name in enumerate(cfg.label_names)}
-    log = common.SkipLog(max_bad_fraction=cfg.max_bad_fraction)
+    layout = skeleton.get_layout(self.builder_config.layout)
+    bad_fraction = self._max_bad_fraction
+    if bad_fraction is None:
+      bad_fraction = self.builder_config.max_bad_fraction
+    log = common.SkipLog(
+      max_bad_fraction=bad_fraction, advice='Fix those files, or remove their rows from index.csv.'
+    )
     written = 0
     for row in rows:
       log.seen += 1
-      path = _sequence_path(manual_dir, row.name)
       try:
-        seq = load_sequence(path, layout, cfg.persons)
+        seq = load_sequence(sequence_path(manual_dir, row.name), layout)
       except common.BadFileError as e:
         log.skip(row.name + '.npy', e.reason, e.line)
         continue
@@ -256,9 +352,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
       written += 1
       yield (
         row.name,
-        common.make_example(
-          seq, label_index[row.label], row.name, subject=row.subject, view=row.view
-        ),
+        common.make_example(seq, row.label, row.name, subject=row.subject, view=row.view),
       )
     self.info.metadata['skips'][split] = log.as_metadata()
     logging.info(
@@ -270,55 +364,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
     )
     log.check()
     if not written:
-      raise RuntimeError(
+      raise common.BadDataError(
         f'skeleton_folder: the {split} split has no usable sequence '
         f'({log.seen} listed, {len(log.bad)} bad, excluded {log.excluded})'
       )
-
-
-def make_builder(
-  manual_dir: str,
-  layout: str = 'ntu25',
-  data_dir: str | None = None,
-  persons: int = 2,
-  *,
-  max_bad_fraction: float = 0.05,
-  fingerprint_mode: str = 'size',
-) -> SkeletonFolder:
-  """Returns a SkeletonFolder builder for the folder `manual_dir`.
-
-  Usage:
-    builder = make_builder(manual_dir, 'ntu25', data_dir, persons=2)
-    builder.download_and_prepare(
-      file_format='array_record',
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    train = builder.as_data_source(split='train')
-
-  The config name is `<layout>_m<persons>_<12 hex digits>`, the digits a hash of
-  index.csv and the listed files (their sizes, or their bytes with
-  fingerprint_mode='content'), so a changed folder is prepared afresh.
-  """
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-  lay = skeleton.get_layout(layout)
-  if persons < 1:
-    raise ValueError(f'persons must be >= 1, got {persons}')
-  if not 0.0 <= max_bad_fraction <= 1.0:
-    raise ValueError(f'max_bad_fraction must lie in [0, 1], got {max_bad_fraction}')
-  rows = read_index(manual_dir)
-  digest = fingerprint(manual_dir, rows, fingerprint_mode)
-  config = SkeletonFolderConfig(
-    name=f'{lay.name}_m{persons}_{digest[:12]}',
-    description=f'{manual_dir} as {lay.name} with {persons} persons',
-    manual_dir=manual_dir,
-    layout=lay.name,
-    persons=persons,
-    label_names=tuple(sorted({r.label for r in rows})),
-    max_bad_fraction=max_bad_fraction,
-    fingerprint=digest,
-    fingerprint_mode=fingerprint_mode,
-  )
-  return SkeletonFolder(config=config, data_dir=data_dir, file_format='array_record')
-
-
-def _one_line(text: str) -> str:
-  return ' '.join(text.split())

@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders.common import BadDataError
 from tfds_builders.skeleton_folder import dummy_data_generation as gen
 from tfds_builders.skeleton_folder import skeleton_folder_dataset_builder as sf
 
 DUMMY = Path(__file__).resolve().parent / 'dummy_data'
 
 
-def _prepare(manual_dir, data_dir, layout='kinect20', persons=2, **kwargs):
-  builder = sf.make_builder(str(manual_dir), layout, str(data_dir), persons, **kwargs)
+def _builder(data_dir, layout='kinect20', **kwargs):
+  return tfds.builder(f'skeleton_folder/{layout}', data_dir=str(data_dir), **kwargs)
+
+
+def _prepare(manual_dir, data_dir, layout='kinect20', **kwargs):
+  builder = _builder(data_dir, layout, **kwargs)
   builder.download_and_prepare(
-    file_format='array_record',
     download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
   )
   return builder
@@ -30,10 +34,19 @@ def _records(builder, split):
   return {r['file_name'].decode(): r for r in (source[i] for i in range(len(source)))}
 
 
+def _nothing_prepared(data_dir: Path) -> bool:
+  """No dataset_info.json and no TFDS `incomplete.*` folder left anywhere under data_dir."""
+  return not list(data_dir.rglob('dataset_info.json')) and not list(data_dir.rglob('*incomplete*'))
+
+
 @pytest.fixture
 def folder(tmp_path):
   """A writable copy of dummy_data/."""
   return Path(shutil.copytree(DUMMY, tmp_path / 'own'))
+
+
+def _write_index(folder: Path, *rows: str) -> None:
+  (folder / 'index.csv').write_text('name,label,split,subject,view\n' + '\n'.join(rows) + '\n')
 
 
 def test_dummy_data_is_what_the_generator_writes(tmp_path):
@@ -43,6 +56,12 @@ def test_dummy_data_is_what_the_generator_writes(tmp_path):
       assert (tmp_path / path.relative_to(DUMMY)).read_bytes() == path.read_bytes(), path.name
 
 
+def test_one_config_per_layout():
+  from skeljax import skeleton
+
+  assert list(sf.SkeletonFolder.builder_configs) == list(skeleton.LAYOUTS)
+
+
 def test_builds_both_shapes_with_labels_and_metadata(tmp_path):
   builder = _prepare(DUMMY, tmp_path / 'data')
   assert builder.info.features['label'].names == ['sit', 'walk', 'wave']
@@ -50,17 +69,17 @@ def test_builds_both_shapes_with_labels_and_metadata(tmp_path):
   assert sorted(train) == ['a01_walk', 'a02_wave', 'a03_sit']
   assert sorted(test) == ['a04_walk', 'a05_wave']
 
-  # [T, V, C] becomes person 0; the second person is zero padding.
+  # [T, V, C] becomes one person.
   raw = np.load(DUMMY / 'sequences' / 'a01_walk.npy')
   r = train['a01_walk']
-  assert r['skeleton'].shape == (12, 2, 20, 3) and r['skeleton'].dtype == np.float32
+  assert r['skeleton'].shape == (12, 1, 20, 3) and r['skeleton'].dtype == np.float32
   np.testing.assert_array_equal(r['skeleton'][:, 0], raw)
-  assert not r['skeleton'][:, 1].any()
   assert (r['n_frames'], r['label'], r['subject'], r['view']) == (12, 1, 1, 1)
 
-  # [T, 3, V, C] keeps its first two persons.
+  # [T, 3, V, C] keeps all three persons: the pipeline chooses how many it uses.
   raw = np.load(DUMMY / 'sequences' / 'a03_sit.npy')
-  np.testing.assert_array_equal(train['a03_sit']['skeleton'], raw[:, :2])
+  np.testing.assert_array_equal(train['a03_sit']['skeleton'], raw)
+  assert train['a03_sit']['label'] == 0
 
   # Empty subject/view cells mean unknown.
   r = test['a05_wave']
@@ -70,11 +89,18 @@ def test_builds_both_shapes_with_labels_and_metadata(tmp_path):
   assert 'tensorflow' not in sys.modules
 
 
+def test_without_label_names_the_classes_are_their_ids(folder, tmp_path):
+  (folder / 'label_names.txt').unlink()
+  builder = _prepare(folder, tmp_path / 'data')
+  assert builder.info.features['label'].names == ['0', '1', '2']
+
+
 def test_build_is_deterministic_and_reads_back_from_a_fresh_builder(tmp_path):
   a = _prepare(DUMMY, tmp_path / 'a')
   b = _prepare(DUMMY, tmp_path / 'b')
-  again = sf.make_builder(str(DUMMY), 'kinect20', str(tmp_path / 'a'), 2)
+  again = _builder(tmp_path / 'a')  # prepared: info, label names and metadata from the files
   assert again.info.metadata['skips']['test']['files_seen'] == 2
+  assert again.info.features['label'].names == ['sit', 'walk', 'wave']
   for split in ('train', 'test'):
     sa, sb = a.as_data_source(split=split), b.as_data_source(split=split)
     sc = again.as_data_source(split=split)
@@ -83,52 +109,115 @@ def test_build_is_deterministic_and_reads_back_from_a_fresh_builder(tmp_path):
       np.testing.assert_array_equal(sa[i]['skeleton'], sb[i]['skeleton'])
 
 
-def test_config_name_tracks_folder_content(folder, tmp_path):
-  same = sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2).builder_config.name
-  assert same == sf.make_builder(str(DUMMY), 'kinect20', str(tmp_path), 2).builder_config.name
-  assert same.startswith('kinect20_m2_')
+def test_source_changed_tracks_the_folder(folder, tmp_path):
+  builder = _prepare(folder, tmp_path / 'data')
+  assert not builder.source_changed(str(folder))
+  assert not builder.source_changed(str(DUMMY))  # a copy: the same folder, wherever it lies
   np.save(folder / 'sequences' / 'a01_walk.npy', np.zeros((13, 20, 3), np.float32))
-  assert sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2).builder_config.name != same
-  persons_1 = sf.make_builder(str(folder), 'kinect20', str(tmp_path), 1).builder_config.name
-  assert persons_1.startswith('kinect20_m1_')
+  assert builder.source_changed(str(folder))
+  shutil.copytree(DUMMY, tmp_path / 'again')
+  (tmp_path / 'again' / 'label_names.txt').write_text('sitting\nwalking\nwaving\n')
+  assert builder.source_changed(str(tmp_path / 'again'))
 
 
-def test_content_fingerprint_sees_same_size_edits(folder, tmp_path):
-  kw = {'fingerprint_mode': 'content'}
-  before = sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2, **kw).builder_config.name
+def test_content_fingerprint_sees_same_size_edits(folder):
+  rows = sf.read_index(str(folder))
+  before = sf.fingerprint(str(folder), rows, 'content')
+  assert sf.fingerprint(str(folder), rows, 'size') != before
   path = folder / 'sequences' / 'a04_walk.npy'
+  size = sf.fingerprint(str(folder), rows, 'size')
   np.save(path, np.load(path) + 1.0)
-  after = sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2, **kw).builder_config.name
-  assert before != after
+  assert sf.fingerprint(str(folder), rows, 'content') != before
+  assert sf.fingerprint(str(folder), rows, 'size') == size
 
 
-def test_folder_changed_after_make_builder_fails(folder, tmp_path):
-  builder = sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2)
-  np.save(folder / 'sequences' / 'a01_walk.npy', np.zeros((3, 20, 3), np.float32))
-  with pytest.raises(ValueError, match='changed since make_builder'):
-    builder.download_and_prepare(file_format='array_record')
+# ------------------------------------------------ bad data: one clear line each ---
 
 
-def test_wrong_joint_count_names_the_file(folder, tmp_path):
+def test_wrong_joint_count_names_the_file_and_the_fitting_layout(folder, tmp_path):
   np.save(folder / 'sequences' / 'a02_wave.npy', np.zeros((5, 2, 25, 3), np.float32))
-  with pytest.raises(ValueError, match=r'a02_wave\.npy.*25 joints.*kinect20 needs 20 x 3'):
+  # Never skipped as one bad file: a wrong layout makes every file wrong.
+  with pytest.raises(
+    BadDataError, match=r'^\S*a02_wave\.npy: .*25 joints.*kinect20 needs 20 x 3.*ntu25'
+  ):
+    _prepare(folder, tmp_path / 'data', max_bad_fraction=0.5)
+  assert _nothing_prepared(tmp_path / 'data')
+
+
+def test_missing_file_names_the_index_row(folder, tmp_path):
+  (folder / 'sequences' / 'a02_wave.npy').unlink()
+  (folder / 'sequences' / 'a05_wave.npy').unlink()
+  with pytest.raises(
+    BadDataError, match=r'index\.csv:3: sequences/a02_wave\.npy does not exist \(2 of 5 listed'
+  ):
+    _prepare(folder, tmp_path / 'data')
+  assert _nothing_prepared(tmp_path / 'data')
+
+
+@pytest.mark.parametrize(
+  'row, message',
+  [
+    ('a01_walk,1,val,1,1', "split 'val' is not train or test"),
+    ('a01_walk,1,Train,1,1', "split 'Train' is not train or test"),
+    ('a01_walk,walk,train,1,1', "label 'walk' is not an integer class id"),
+    ('a01_walk,-1,train,1,1', "label '-1' is not an integer class id"),
+    ('a01_walk,1.5,train,1,1', "label '1.5' is not an integer class id"),
+    ('a01_walk,1,train,one,1', "subject 'one' is not an integer"),
+    ('../x,1,train,1,1', 'bad sequence name'),
+    ('a01_walk,,train,1,1', "label '' is not an integer"),
+    ('a01_walk,1,train,1', 'fields'),
+  ],
+)
+def test_bad_index_rows_name_the_line(row, message):
+  text = f'name,label,split,subject,view\n{row}\n'
+  with pytest.raises(BadDataError, match=rf'index\.csv:2: .*{message}'):
+    sf.parse_index(text)
+
+
+def test_labels_with_gaps_are_an_error():
+  text = 'name,label,split\na,0,train\nb,3,train\nc,1,test\n'
+  with pytest.raises(BadDataError, match=r'0\.\.K-1 without gaps.*1 of 0\.\.3 never occur \(2\)'):
+    sf.parse_index(text)
+
+
+def test_bad_label_names_file_is_an_error(folder, tmp_path):
+  (folder / 'label_names.txt').write_text('sit\nwalk\n')
+  with pytest.raises(BadDataError, match=r'label_names\.txt: 2 names, but index\.csv has 3'):
+    _prepare(folder, tmp_path / 'data')
+  (folder / 'label_names.txt').write_text('sit\nwalk\nsit\n')
+  with pytest.raises(BadDataError, match='distinct'):
     _prepare(folder, tmp_path / 'data')
 
 
-def test_missing_file_is_skipped_and_counted(folder, tmp_path):
-  (folder / 'sequences' / 'a02_wave.npy').unlink()
+def test_index_errors_fail_the_build_with_nothing_prepared(folder, tmp_path):
+  _write_index(folder, 'a01_walk,1,train,1,1', 'a02_wave,2,validation,2,1')
+  with pytest.raises(BadDataError, match=r"index\.csv:3: split 'validation'"):
+    _prepare(folder, tmp_path / 'data')
+  assert _nothing_prepared(tmp_path / 'data')
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+def test_non_finite_files_are_skipped_and_counted(folder, tmp_path, value):
+  arr = np.load(folder / 'sequences' / 'a01_walk.npy')
+  arr[2, 5, 1] = value
+  np.save(folder / 'sequences' / 'a01_walk.npy', arr)
   builder = _prepare(folder, tmp_path / 'data', max_bad_fraction=0.5)
-  assert sorted(_records(builder, 'train')) == ['a01_walk', 'a03_sit']
+  assert sorted(_records(builder, 'train')) == ['a02_wave', 'a03_sit']
   skips = builder.info.metadata['skips']['train']
   assert skips['files_seen'] == 3 and skips['files_bad'] == 1
-  assert skips['bad_files'] == [{'file': 'a02_wave.npy', 'line': None, 'reason': 'file not found'}]
+  reason = 'frame 2 has a non-finite coordinate (nan or inf)'
+  assert skips['bad_files'] == [{'file': 'a01_walk.npy', 'line': None, 'reason': reason}]
 
 
 def test_too_many_bad_files_fail_the_build(folder, tmp_path):
-  (folder / 'sequences' / 'a02_wave.npy').unlink()
-  with pytest.raises(RuntimeError, match=r'1 of 3 raw files are bad.*a02_wave\.npy'):
+  np.save(folder / 'sequences' / 'a02_wave.npy', np.full((4, 20, 3), np.inf, np.float32))
+  with pytest.raises(
+    BadDataError,
+    match=r'1 of 3 raw files are bad \(more than 5%\); first: a02_wave\.npy: frame 0 has a '
+    r'non-finite coordinate \(nan or inf\)\. Fix those files, or remove their rows',
+  ):
     _prepare(folder, tmp_path / 'data')  # default max_bad_fraction 0.05
-  assert not list((tmp_path / 'data').rglob('dataset_info.json'))
+  assert _nothing_prepared(tmp_path / 'data')
 
 
 @pytest.mark.parametrize(
@@ -136,7 +225,6 @@ def test_too_many_bad_files_fail_the_build(folder, tmp_path):
   [
     (np.array([['a', 'b']]), 'not numeric'),
     (np.array([{'x': 1}], dtype=object), 'cannot load'),
-    (np.full((4, 20, 3), np.nan, np.float32), 'non-finite'),
     (np.zeros((4, 3), np.float32), 'neither'),
   ],
 )
@@ -167,54 +255,35 @@ def test_empty_sequence_is_excluded_and_counted(folder, tmp_path):
 def test_split_without_usable_sequence_fails_clearly(folder, tmp_path):
   for name in ('a04_walk', 'a05_wave'):
     np.save(folder / 'sequences' / f'{name}.npy', np.zeros((0, 20, 3), np.float32))
-  with pytest.raises(RuntimeError, match='the test split has no usable sequence'):
+  with pytest.raises(BadDataError, match='the test split has no usable sequence'):
     _prepare(folder, tmp_path / 'data')
 
 
-def test_bad_csv_header_fails_at_make(folder, tmp_path):
-  (folder / 'index.csv').write_text('name,lable,split\na01_walk,walk,train\n')
-  with pytest.raises(ValueError, match='bad header'):
-    sf.make_builder(str(folder), 'kinect20', str(tmp_path), 2)
-
-
-@pytest.mark.parametrize(
-  'row, message',
-  [
-    ('a01_walk,walk,train,one,1', 'subject'),
-    ('a01_walk,walk,Train Set,1,1', 'bad split'),
-    ('../x,walk,train,1,1', 'bad sequence name'),
-    ('a01_walk,,train,1,1', 'empty label'),
-    ('a01_walk,walk,train,1', 'fields'),
-  ],
-)
-def test_bad_index_rows_name_the_line(row, message):
-  text = f'name,label,split,subject,view\n{row}\n'
-  with pytest.raises(ValueError, match=rf'index\.csv:2: .*{message}'):
-    sf.parse_index(text)
+def test_bad_csv_header_fails(folder):
+  (folder / 'index.csv').write_text('name,lable,split\na01_walk,1,train\n')
+  with pytest.raises(BadDataError, match='bad header'):
+    sf.read_index(str(folder))
 
 
 def test_duplicate_name_is_an_error():
-  with pytest.raises(ValueError, match='listed twice'):
-    sf.parse_index('name,label,split\na,x,train\na,y,test\n')
+  with pytest.raises(BadDataError, match='listed twice'):
+    sf.parse_index('name,label,split\na,0,train\na,1,test\n')
 
 
 def test_missing_manual_dir_fails_with_instructions(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r'does not exist.*index\.csv'):
-    sf.make_builder(str(tmp_path / 'nope'), 'kinect20', str(tmp_path), 2)
+  with pytest.raises(BadDataError, match=r'does not exist.*index\.csv'):
+    sf.read_index(str(tmp_path / 'nope'))
   (tmp_path / 'empty').mkdir()
-  with pytest.raises(FileNotFoundError, match=r'index\.csv not found'):
-    sf.make_builder(str(tmp_path / 'empty'), 'kinect20', str(tmp_path), 2)
-
-
-def test_builder_without_folder_config_explains_make_builder(tmp_path):
-  with pytest.raises(ValueError, match='make_builder'):
-    sf.SkeletonFolder(data_dir=str(tmp_path))
+  with pytest.raises(BadDataError, match=r'index\.csv not found'):
+    sf.read_index(str(tmp_path / 'empty'))
+  with pytest.raises(BadDataError, match='index.csv'):
+    _prepare(tmp_path / 'nope', tmp_path / 'data')
 
 
 def test_bad_arguments_fail_clearly(tmp_path):
-  with pytest.raises(ValueError, match='unknown joint layout'):
-    sf.make_builder(str(DUMMY), 'ntu26', str(tmp_path), 2)
-  with pytest.raises(ValueError, match='persons'):
-    sf.make_builder(str(DUMMY), 'kinect20', str(tmp_path), 0)
+  with pytest.raises(ValueError, match='kinect21'):
+    _builder(tmp_path, 'kinect21')
   with pytest.raises(ValueError, match='fingerprint'):
-    sf.make_builder(str(DUMMY), 'kinect20', str(tmp_path), 2, fingerprint_mode='mtime')
+    _builder(tmp_path, fingerprint_mode='mtime')
+  with pytest.raises(ValueError, match='max_bad_fraction'):
+    _builder(tmp_path, max_bad_fraction=2.0)

@@ -1,5 +1,9 @@
-"""Procedural skeleton actions in the NTU 25-joint layout; importing registers the builder."""
+"""synthetic_skeleton: procedural actions in the NTU 25-joint layout; importing registers the
+builder."""
 
-from tfds_builders.synthetic_skeleton.synthetic_skeleton_dataset_builder import SyntheticSkeleton
+from tfds_builders.synthetic_skeleton.synthetic_skeleton_dataset_builder import (
+  SyntheticSkeleton,
+  SyntheticSkeletonConfig,
+)
 
-__all__ = ['SyntheticSkeleton']
+__all__ = ['SyntheticSkeleton', 'SyntheticSkeletonConfig']
