@@ -51,12 +51,7 @@ def _data_cfg(tmp_path, **fields) -> ml_collections.ConfigDict:
 
 
 def _folder_config(manual_dir, data_dir, layout='kinect20'):
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location('folder', REPO / 'configs' / 'folder.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  c = config_lib.load_config(REPO / 'configs' / 'folder.py')
   c.data.manual_dir = str(manual_dir)
   c.data.data_dir = str(data_dir)
   c.data.layout = layout
