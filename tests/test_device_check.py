@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -21,6 +23,7 @@ def _device_check(*args, timeout=600):
   )
 
 
+@pytest.mark.slow  # the whole device check in quick mode, ~1.5 min on 2 cores
 def test_quick_run_reports_every_section(tmp_path):
   out = _device_check('--quick', '--expect', 'cpu', '--out', str(tmp_path))
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]

@@ -173,6 +173,7 @@ def _pretrain_losses(tmp_path, dtype):
   return np.array([r['loss'] for r in records if r['stage'] == 'pretrain'])
 
 
+@pytest.mark.slow  # two 50-step demo runs, ~1.5 min on 2 cores
 def test_bf16_tiny_demo_tracks_float32_over_50_steps(tmp_path):
   f32 = _pretrain_losses(tmp_path, 'float32')
   bf16 = _pretrain_losses(tmp_path, 'bfloat16')

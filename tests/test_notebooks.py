@@ -30,7 +30,8 @@ NOTEBOOKS = tuple(FIGURES)
 # 03 runs the real train_and_evaluate (pretrain compile + 4 feature extractions): 110-140 s
 # on the shared 2-core CPU, so it is opt-in; 01 and 02 take 15 s and about 150 s (02 compiles
 # the loss's gradient and the train step).
-SLOW = {'03_evaluate_and_visualise.ipynb'}
+# ~1.5 min each on 2 cores: run by `pytest -m slow` (CI runs both commands).
+SLOW = {'02_functional_training.ipynb', '03_evaluate_and_visualise.ipynb'}
 CELL_TIMEOUT_S = 600
 
 

@@ -222,6 +222,7 @@ def test_shuffle_bn_restores_the_sample_order():
   assert np.abs(np.asarray(whole) - want).max() > 1e-3
 
 
+@pytest.mark.slow  # three more step compilations, ~2 min on 2 cores
 def test_step_is_finite_and_deterministic_for_every_objective_variant():
   for mcc in (
     {'symmetric': True, 'bn_groups': 1},
