@@ -194,6 +194,19 @@ def base_config() -> ml_collections.ConfigDict:
     # Measured: with cosine the key encoder freezes while the query still moves and the
     # instance accuracy collapses in the last third of a short run.
     momentum_schedule='constant',
+    # Where 'cosine' ends: -1 = 1 (BYOL), or a value in [start, 1) that caps the key
+    # encoder below 1 so it never freezes (0.99 -> 0.999: fast while the query moves most,
+    # slow at the end).
+    momentum_end=-1.0,
+    # False negatives. Each NW-UCLA clip has ~9 others of the same action and subject, so
+    # a 512-key queue holds ~50 keys of the query's class. 'off': every other key is a
+    # negative; 'drop': the query's nn_k nearest queue keys are left out of its negatives;
+    # 'positive': they count as positives too (AimCLR's NNM / NNCLR: -log of the summed
+    # softmax over the positive and the neighbours). Active from nn_warmup of the run on,
+    # when the features mean something.
+    nn_mode='off',
+    nn_k=1,
+    nn_warmup=0.0,
     # Ghost BatchNorm groups for the query and key passes (>= 2 closes the leak MoCo's
     # Shuffle-BN closes): each pass normalises over groups of batch / bn_groups samples,
     # and the key pass shuffles samples into its groups and restores their order after,
@@ -236,6 +249,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.pretrain = _train_section(
     epochs=300, batch_size=128, lr=0.1, checkpoint_every=500, keep_checkpoints=2
   )
+  # Online kNN monitor every that many epochs and at the end (0: off): kNN top-1 (knn.k)
+  # of the query encoder's pooled features in inference mode, the training split's clean
+  # clips as the bank and the validation part (or the evaluation split) as queries, with
+  # the knn stage's own protocol. Only watched, never used to pick anything.
+  c.pretrain.monitor_every = 10
   c.linear = _train_section(epochs=100, batch_size=128, lr=3.0, weight_decay=0.0)
   c.linear.augment = False  # True: train the probe on augmented anchors
   # z-score the frozen features with the training features' mean and std before the
@@ -312,6 +330,33 @@ def validate(
   _check(
     m.momentum_schedule in ('cosine', 'constant'),
     f'mcc.momentum_schedule {m.momentum_schedule!r} is not cosine or constant',
+  )
+  _check(
+    m.momentum_end == -1 or (0 <= m.momentum_end < 1 and m.momentum_schedule == 'cosine'),
+    f'mcc.momentum_end must be -1 (cosine to 1) or in [0, 1) with momentum_schedule=cosine; '
+    f'got {m.momentum_end} ({m.momentum_schedule})',
+  )
+  _check(
+    m.momentum_end == -1 or m.momentum < 0 or m.momentum <= m.momentum_end,
+    f'mcc.momentum_end={m.momentum_end} is below mcc.momentum={m.momentum}; the key encoder '
+    'must slow down, not speed up',
+  )
+  _check(
+    m.nn_mode in ('off', 'drop', 'positive'),
+    f'mcc.nn_mode {m.nn_mode!r} is not off, drop or positive',
+  )
+  _check(
+    isinstance(m.nn_k, int) and 1 <= m.nn_k and (m.queue_size == 0 or m.nn_k < m.queue_size),
+    f'mcc.nn_k must be an integer in [1, queue_size), got {m.nn_k}',
+  )
+  _check(
+    0 <= m.nn_warmup < 1, f'mcc.nn_warmup is a fraction of the run in [0, 1), got {m.nn_warmup}'
+  )
+  me = config.pretrain.monitor_every
+  _check(
+    isinstance(me, int) and me >= 0,
+    f'pretrain.monitor_every must be a whole number of epochs >= 0 (0 turns the kNN monitor '
+    f'off; more than pretrain.epochs monitors the last step only), got {me!r}',
   )
   _check(
     0.01 <= m.temperature <= 10,

@@ -45,6 +45,7 @@ class MetricsLog:
     self._rate_t0 = None  # end of the segment's first (compiling) step
     self._rate_step0 = 0
     self.prior_s = 0.0  # wall time of the segments before this one (resumed runs)
+    self.monitor_s = 0.0  # this segment's time in the kNN monitor (in elapsed, not in the rate)
 
   def start(self, step: int) -> None:
     """Called once the (restored) start step is known."""
@@ -74,6 +75,12 @@ class MetricsLog:
   def first_step_done(self, step: int) -> None:
     """Called once the segment's first step (the one that compiles) has finished."""
     self._rate_t0, self._rate_step0 = time.perf_counter(), step
+
+  def exclude(self, seconds: float) -> None:
+    """Keeps `seconds` of non-training work (the kNN monitor) out of samples/s."""
+    self.monitor_s += seconds
+    if self._rate_t0 is not None:
+      self._rate_t0 += seconds
 
   def rate(self, step: int) -> float | None:
     """Samples/s over the steps after the compiling one up to `step`; None before any."""

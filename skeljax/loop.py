@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import jax
@@ -42,6 +43,8 @@ def run(
   log_every: int,
   checkpoint_every: int,
   lr_fn: Callable[[int], float] | None = None,
+  monitor: Callable[[object], dict] | None = None,
+  monitor_every: int = 0,
 ):
   """Runs `step_fn` from the latest checkpoint (if any) to `total_steps`.
 
@@ -49,6 +52,9 @@ def run(
   when a checkpoint exists. `batches(start)` yields host batches from `start`.
   Metrics of step s are fetched while step s+1 runs, so the host never stalls
   the device, yet a non-finite loss is caught at the step it happened.
+  `monitor(state) -> {name: value}` (the online kNN monitor) runs every `monitor_every`
+  steps and at the last step; its values join that step's log line, and its time is
+  kept out of samples/s (logger.MetricsLog.exclude).
   """
   abstract = ckpt_lib.abstract_with_sharding(
     jax.eval_shape(lambda s: s, state), mesh_lib.replicated(mesh)
@@ -81,7 +87,10 @@ def run(
       if pending is not None:
         collect(*pending)
       pending = (done, metrics)
-      want_log = done % log_every == 0 or done == total_steps
+      want_monitor = monitor is not None and (
+        done == total_steps or (monitor_every > 0 and done % monitor_every == 0)
+      )
+      want_log = done % log_every == 0 or done == total_steps or want_monitor
       want_ckpt = done % checkpoint_every == 0 or done == total_steps
       if want_log or want_ckpt:
         collect(*pending)
@@ -89,6 +98,10 @@ def run(
         if want_log:
           means = {k: sum(v) / len(v) for k, v in interval.items()}
           interval.clear()
+          if want_monitor:
+            t_monitor = time.perf_counter()
+            means.update(monitor(state))
+            log.exclude(time.perf_counter() - t_monitor)
           log.write(done, means, None if lr_fn is None else float(lr_fn(step)))
         if want_ckpt:
           ckpt.save(done, state, force=True)

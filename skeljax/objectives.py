@@ -25,6 +25,9 @@ def info_nce(
   temperature: float = 0.07,
   negative_weight: float = 1.0,
   queue_valid: jax.Array | None = None,
+  nn_mode: str = 'off',
+  nn_k: int = 1,
+  nn_active: jax.Array | bool = True,
 ) -> tuple[jax.Array, dict]:
   """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, queue].
 
@@ -39,6 +42,11 @@ def info_nce(
       plain InfoNCE, w < 1 softens a negative that is too hard.
     queue_valid: optional [B, K] bool, False where a queue key must not count as a
       negative for that query (its own sample's earlier key); those logits are dropped.
+    nn_mode: false negatives. 'drop': the query's nn_k most similar valid queue keys are
+      left out of its negatives; 'positive': they count as positives (AimCLR's NNM,
+      NNCLR): the loss is -log of the softmax mass of {positive, neighbours}. 'off': none.
+    nn_k: neighbours per query.
+    nn_active: scalar bool (may be traced): False behaves as nn_mode='off' (warm-up).
 
   Returns:
     (mean loss, metrics) with metrics['acc'] the fraction of samples whose
@@ -53,14 +61,37 @@ def info_nce(
   if queue_valid is not None:
     # A large finite value, not -inf: exp underflows to exactly 0 and gradients stay finite.
     queue_logits = jnp.where(queue_valid, queue_logits, _MASKED)
+  neighbours = None
+  if nn_mode != 'off':
+    # The nn_k most similar keys among the valid ones (the query's own keys never count).
+    k = min(nn_k, queue.shape[0])
+    _, top = jax.lax.top_k(jax.lax.stop_gradient(queue_logits), k)
+    neighbours = jnp.any(jnp.arange(queue.shape[0])[None, :, None] == top[:, None, :], -1)
+    if queue_valid is not None:
+      neighbours &= queue_valid
+    neighbours &= jnp.asarray(nn_active)
+  if nn_mode == 'drop':
+    queue_logits = jnp.where(neighbours, _MASKED, queue_logits)
   logits.append(queue_logits)
   logits = jnp.concatenate(logits, axis=-1) / temperature
   weighted = logits
   if k_neg is not None and negative_weight != 1.0:
     weighted = logits.at[:, 1].add(jnp.log(negative_weight))
-  loss = -jax.nn.log_softmax(weighted, axis=-1)[:, 0]
-  acc = jnp.mean(jnp.argmax(logits, axis=-1) == 0)
+  log_p = jax.nn.log_softmax(weighted, axis=-1)
+  if nn_mode == 'positive':
+    lead = logits.shape[1] - queue.shape[0]  # the positive (and hard negative) columns
+    first = jnp.broadcast_to(jnp.arange(lead)[None, :] == 0, (q.shape[0], lead))
+    pos = jnp.concatenate([first, neighbours], axis=-1)
+    loss = -jax.nn.logsumexp(jnp.where(pos, log_p, -jnp.inf), axis=-1)
+    # Instance accuracy: the positive above every key that is still a negative.
+    ranked = jnp.where(pos & ~(jnp.arange(logits.shape[1]) == 0)[None, :], _MASKED, logits)
+  else:
+    loss = -log_p[:, 0]
+    ranked = logits
+  acc = jnp.mean(jnp.argmax(ranked, axis=-1) == 0)
   metrics = {'acc': acc}
+  if neighbours is not None:
+    metrics['nn_active'] = jnp.asarray(nn_active, jnp.float32)
   if k_neg is not None:
     # How often the motion-broken key outscores the positive: the hard part.
     metrics['neg_win'] = jnp.mean(logits[:, 1] > logits[:, 0])

@@ -22,13 +22,15 @@ def _save(fig, path: str) -> str:
 
 def training_curves(records: list[dict], path: str, title: str) -> str | None:
   """Every numeric metric of a stage against step, one panel per metric."""
-  keys = [k for k in (records[0] if records else {}) if k not in ('stage', 'step', 'samples_per_s')]
+  keys = []
+  for r in records:  # every metric any record has (the kNN monitor logs only some steps)
+    keys += [k for k in r if k not in ('stage', 'step', 'samples_per_s') and k not in keys]
   if not keys:
     return None
-  steps = [r['step'] for r in records]
   fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
   for ax, k in zip(axes[0], keys, strict=True):
-    ax.plot(steps, [r.get(k, np.nan) for r in records])
+    have = [r for r in records if r.get(k) is not None]
+    ax.plot([r['step'] for r in have], [r[k] for r in have], marker='.' if len(have) < 30 else None)
     ax.set_title(k)
     ax.set_xlabel('step')
   fig.suptitle(title)

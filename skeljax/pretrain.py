@@ -121,13 +121,27 @@ def base_momentum(mcc, total_steps: int) -> float:
   return float(min(max(1.0 - 1.0 / max(horizon, 1.0), 0.9), 0.999))
 
 
+def end_momentum(mcc, total_steps: int) -> float:
+  """The EMA rate at the last step: the base for 'constant'; `momentum_end` (or 1) for 'cosine'."""
+  if mcc.momentum_schedule == 'constant':
+    return base_momentum(mcc, total_steps)
+  end = mcc.get('momentum_end', -1.0)
+  return 1.0 if end < 0 else float(end)
+
+
 def momentum_at(mcc, step, total_steps: int):
-  """EMA rate at `step` (may be traced): constant, or BYOL's cosine from the base to 1."""
+  """EMA rate at `step` (may be traced): constant, or a cosine from the base to the end.
+
+  The cosine rises from `base_momentum` at step 0 to `end_momentum` at the last step:
+  BYOL's schedule when the end is 1, a key encoder that starts fast and ends slow
+  (0.99 -> 0.999) when `mcc.momentum_end` caps it below 1.
+  """
   m0 = base_momentum(mcc, total_steps)
   if mcc.momentum_schedule == 'constant':
     return jnp.float32(m0)
+  m1 = end_momentum(mcc, total_steps)
   frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(int(total_steps), 1), 0.0, 1.0)
-  return 1.0 - (1.0 - m0) * 0.5 * (jnp.cos(jnp.pi * frac) + 1.0)
+  return jnp.float32(m1 - (m1 - m0) * 0.5 * (jnp.cos(jnp.pi * frac) + 1.0))
 
 
 def sample_input(config, batch: int = 2):
@@ -243,10 +257,14 @@ def step_views(state: PretrainState, batch: dict, config) -> tuple[dict, jax.Arr
   return views, rng_rest
 
 
-def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Nets, config):
+def step_loss(
+  params, key_params, state: PretrainState, batch: dict, *, nets: Nets, config, total_steps=1
+):
   """The step's loss as a function of the query `params` and the EMA `key_params`.
 
   Keys carry no gradient: d loss / d key_params is zero (tests/test_pretrain_step.py).
+  `total_steps` (the run's length) times `mcc.nn_warmup` is the step from which the
+  nearest-neighbour positives (`mcc.nn_mode`) are used.
   Returns (loss, (query batch_stats, key batch_stats, k_pos [B, D], metrics)).
   """
   sw = switches(config)
@@ -301,12 +319,17 @@ def step_loss(params, key_params, state: PretrainState, batch: dict, *, nets: Ne
     stats_groups=0 if groups == 1 else clean_groups,
   )
   q = objectives.l2_normalize(nets.projector.apply({'params': params['projector']}, pooled))
+  nn = dict(
+    nn_mode=m.get('nn_mode', 'off'),
+    nn_k=m.get('nn_k', 1),
+    nn_active=state.step >= int(round(m.get('nn_warmup', 0.0) * total_steps)),
+  )
   nce, parts = objectives.info_nce(
-    q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight, queue_valid
+    q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight, queue_valid, **nn
   )
   if m.symmetric:
     nce2, _ = objectives.info_nce(
-      q[b : 2 * b], keys[-1], state.queue, None, m.temperature, 1.0, queue_valid
+      q[b : 2 * b], keys[-1], state.queue, None, m.temperature, 1.0, queue_valid, **nn
     )
     nce = 0.5 * (nce + nce2)
   loss = nce
@@ -350,7 +373,7 @@ def train_step(state: PretrainState, batch: dict, *, nets: Nets, config, total_s
     total_steps: the run's length, which sets the EMA schedule.
   """
   m = config.mcc
-  loss_fn = functools.partial(step_loss, nets=nets, config=config)
+  loss_fn = functools.partial(step_loss, nets=nets, config=config, total_steps=total_steps)
   grads, (batch_stats, key_bs, k_pos, metrics) = jax.grad(loss_fn, has_aux=True)(
     state.params, state.key_params, state, batch
   )

@@ -42,16 +42,56 @@ class Context:
     clean training clips (evaluate.recalibrate_bn).
     """
     if init not in self._features:
-      if self.config.linear.recalibrate_bn:
-        variables = evaluate.recalibrate_bn(self.config, self.mesh, variables, self.train)
-      self._features[init] = (
-        evaluate.extract(self.config, self.mesh, variables, self.train),
-        evaluate.extract(self.config, self.mesh, variables, self.test),
-      )
+      self._features[init] = frozen_features(self, variables)
     return self._features[init]
 
   def png(self, name: str) -> str:
     return os.path.join(self.workdir, 'plots', name)
+
+
+def frozen_features(ctx: Context, variables):
+  """((train features, labels), (test features, labels)) of a frozen encoder.
+
+  The one feature protocol of the frozen stages and the kNN monitor: with
+  linear.recalibrate_bn the BN statistics are first re-estimated on clean training clips.
+  """
+  if ctx.config.linear.recalibrate_bn:
+    variables = evaluate.recalibrate_bn(ctx.config, ctx.mesh, variables, ctx.train)
+  return (
+    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.train),
+    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.test),
+  )
+
+
+def knn_top1(config, num_classes: int, train, test) -> dict[int, dict]:
+  """{k: {'top1', 'top5'}} of the knn stage's classifier for every k of `config.knn.k`."""
+  (tr_f, tr_y), (te_f, te_y) = train, test
+  out = {}
+  for k in config.knn.k:
+    scores = evaluate.knn_scores(tr_f, tr_y, te_f, num_classes, k, config.knn.temperature)
+    out[k] = evaluate.accuracy(scores, te_y)
+  return out
+
+
+def knn_monitor(ctx: Context):
+  """The online kNN monitor: state -> {'knn<k>': top-1 %} of the query encoder.
+
+  The knn stage's protocol (frozen_features, knn_top1) on the training split's clean
+  clips as the bank and ctx.test (the validation part when one is set) as queries, so the
+  value at the last step equals the knn stage's on the exported encoder.
+  """
+
+  def monitor(state) -> dict:
+    variables = {'params': state.params['encoder']}
+    if state.batch_stats:
+      variables['batch_stats'] = state.batch_stats
+    train, test = frozen_features(ctx, variables)
+    return {
+      f'knn{k}': acc['top1']
+      for k, acc in knn_top1(ctx.config, ctx.train.num_classes, train, test).items()
+    }
+
+  return monitor
 
 
 # ---------------------------------------------------------------- stages ---
@@ -100,6 +140,8 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     log_every=sec.log_every,
     checkpoint_every=sec.checkpoint_every,
     lr_fn=lr,
+    monitor=knn_monitor(ctx) if sec.monitor_every > 0 else None,
+    monitor_every=sec.monitor_every * steps_per_epoch,
   )
   # Summed over every segment when the stage was killed and resumed (logger.MetricsLog).
   wall = time.perf_counter() - t0 + log.prior_s
@@ -134,7 +176,13 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     'samples_per_s': float(np.median(rates)) if rates else None,
     'stage_wall_s': round(wall, 1),
     'ema_momentum_start': pretrain.base_momentum(config.mcc, total),
+    'ema_momentum_end': pretrain.end_momentum(config.mcc, total),
+    'monitor_s': round(log.monitor_s, 1),
   }
+  monitored = [r for r in records if f'knn{config.knn.k[0]}' in r]
+  if monitored:
+    entry['monitor'] = {k: v for k, v in monitored[-1].items() if k.startswith('knn')}
+    entry['monitor_split'] = 'validation' if _validating(config) else 'test (monitor only)'
   if ctx.writer and records:
     entry['curve_png'] = plots.training_curves(
       records, ctx.png('pretrain_curves.png'), f'pretrain ({config.objective})'
@@ -221,9 +269,8 @@ def stage_knn(ctx: Context) -> dict[str, dict]:
     'init': init,
     'temperature': config.knn.temperature,
   }
-  for k in config.knn.k:
-    scores = evaluate.knn_scores(tr_f, tr_y, te_f, ctx.train.num_classes, k, config.knn.temperature)
-    entry[f'k{k}'] = evaluate.accuracy(scores, te_y)
+  for k, acc in knn_top1(config, ctx.train.num_classes, (tr_f, tr_y), (te_f, te_y)).items():
+    entry[f'k{k}'] = acc
   last = entry[f'k{config.knn.k[-1]}']
   entry.update(top1=last['top1'], top5=last['top5'], k=list(config.knn.k))
   return {'knn': entry}
@@ -313,6 +360,10 @@ def stage_protocol(config, stage: str) -> dict:
 # ------------------------------------------------------------------ main ---
 
 
+def _validating(config) -> bool:
+  return bool(config.data.val_fraction > 0 or config.data.val_holdout)
+
+
 def device_description() -> str:
   d = jax.devices()[0]
   return f'{d.platform}:{d.device_kind} x{jax.device_count()} ({jax.process_count()} process)'
@@ -326,6 +377,13 @@ def check_against_data(config, train_size: int) -> None:
     raise config_lib.ConfigError(
       f'pretrain.batch_size={config.pretrain.batch_size} exceeds the {train_size} '
       'training samples; lower it'
+    )
+  total = (train_size // config.pretrain.batch_size) * config.pretrain.epochs
+  m0, m1 = pretrain.base_momentum(config.mcc, total), pretrain.end_momentum(config.mcc, total)
+  if m1 < m0:
+    raise config_lib.ConfigError(
+      f"mcc.momentum_end={m1} is below the key encoder's start rate {m0:.4f} (derived from "
+      f'the run length of {total} steps); raise momentum_end or set mcc.momentum'
     )
   if not config.mcc.mask_own and config.mcc.queue_size >= train_size:
     raise config_lib.ConfigError(
@@ -359,7 +417,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     multihost_utils.sync_global_devices('skeljax: data prepared')
     builder = data.prepare(config.data, is_writer=False)
   train = data.load_split(builder, config.data, config.data.train_split)
-  if config.data.val_fraction > 0 or config.data.val_holdout:
+  if _validating(config):
     # Tuning mode: every stage trains on part of the training split and reports on
     # the held-out rest; the test split is not read.
     if config.data.val_holdout:

@@ -101,6 +101,13 @@ def test_unknown_config_arg_is_an_error():
     ('augment.segments', 100, 'augment.segments=100 must be <= data.frames'),
     ('augment.flip_prob', 1.5, 'augment.flip_prob'),
     ('augment.centre', 'hip', 'augment.centre'),
+    ('mcc.momentum_end', 1.0, 'momentum_end'),
+    ('mcc.momentum_end', 0.999, 'momentum_end'),  # with the 'constant' schedule
+    ('mcc.nn_mode', 'mine', 'nn_mode'),
+    ('mcc.nn_k', 0, 'nn_k'),
+    ('mcc.nn_warmup', 1.0, 'nn_warmup'),
+    ('mcc.nn_warmup', -0.1, 'nn_warmup'),
+    ('pretrain.monitor_every', -1, 'monitor_every'),
     ('model.name', 'resnet', 'model.name'),
     ('model.size', 'huge', 'model.size'),
   ],
@@ -143,6 +150,18 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.mcc.temperature=0'], 'mcc.temperature'),
     (['--config=configs/demo.py', '--config.mcc.interp_weight=-1'], 'mcc.interp_weight'),
     (['--config=configs/demo.py', '--config.mcc.queue_size=-64'], 'mcc.queue_size'),
+    (['--config=configs/demo.py', '--config.pretrain.monitor_every=-1'], 'monitor_every'),
+    (['--config=configs/demo.py', '--config.mcc.nn_k=0'], 'mcc.nn_k'),
+    (['--config=configs/demo.py', '--config.mcc.nn_warmup=1.0'], 'mcc.nn_warmup'),
+    (['--config=configs/demo.py', '--config.mcc.nn_mode=twins'], 'mcc.nn_mode'),
+    (
+      [
+        '--config=configs/demo.py:tiny',
+        '--config.mcc.momentum_schedule=cosine',
+        '--config.mcc.momentum_end=0.5',
+      ],
+      "below the key encoder's start rate",
+    ),
     (
       [
         '--config=configs/demo.py:tiny',

@@ -173,3 +173,62 @@ def test_order_loss_matches_numpy_and_counts_broken_clips_scored_natural():
   # Lower when the head scores natural clips up and broken clips down.
   better, _ = objectives.order_loss(nat + 1.0, brk - 1.0)
   assert float(better) < float(loss)
+
+
+def _np_nn_loss(q, k, queue, tau, nn_k, mode, valid=None):
+  """NumPy reference of the nearest-neighbour forms: top-nn_k valid keys by q . key."""
+  losses = []
+  for i in range(q.shape[0]):
+    sims = queue @ q[i]
+    ok = np.ones(len(sims), bool) if valid is None else valid[i]
+    order = [j for j in np.argsort(-sims, kind='stable') if ok[j]][:nn_k]
+    pos = np.exp(np.float64(q[i] @ k[i]) / tau)
+    terms = {j: np.exp(np.float64(sims[j]) / tau) for j in range(len(sims)) if ok[j]}
+    if mode == 'drop':
+      denom = pos + sum(v for j, v in terms.items() if j not in order)
+      losses.append(-np.log(pos / denom))
+    else:
+      denom = pos + sum(terms.values())
+      losses.append(-np.log((pos + sum(terms[j] for j in order)) / denom))
+  return float(np.mean(losses))
+
+
+@pytest.mark.parametrize('mode', ['drop', 'positive'])
+@pytest.mark.parametrize('nn_k', [1, 3])
+def test_nearest_neighbour_forms_match_numpy(mode, nn_k):
+  rng = np.random.default_rng(3)
+  q, k, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 16, 8)
+  valid = rng.random((4, 16)) > 0.2  # the query's own keys are never neighbours
+  loss, metrics = objectives.info_nce(
+    q, k, queue, None, 0.1, queue_valid=valid, nn_mode=mode, nn_k=nn_k
+  )
+  want = _np_nn_loss(q, k, queue, 0.1, nn_k, mode, valid)
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  plain, _ = objectives.info_nce(q, k, queue, None, 0.1, queue_valid=valid)
+  assert float(loss) < float(plain)  # a neighbour out of the negatives lowers the loss
+  assert float(metrics['nn_active']) == 1.0
+
+
+def test_nearest_neighbour_positive_near_duplicate_is_not_pushed_away():
+  # A queue key equal to the query (a same-action, same-subject twin) is the top neighbour:
+  # as a positive it adds to the numerator, so the loss falls below plain InfoNCE's and
+  # the instance accuracy ranks the true key only against the remaining negatives.
+  rng = np.random.default_rng(4)
+  q, k, queue = _unit(rng, 2, 8), _unit(rng, 2, 8), _unit(rng, 8, 8)
+  queue[3] = q[0]
+  plain, m_plain = objectives.info_nce(q, k, queue, None, 0.1)
+  nn, m_nn = objectives.info_nce(q, k, queue, None, 0.1, nn_mode='positive', nn_k=1)
+  assert float(nn) < float(plain) - 0.5
+  assert float(m_nn['acc']) >= float(m_plain['acc'])
+
+
+def test_nearest_neighbours_inactive_during_warm_up_is_plain_info_nce():
+  rng = np.random.default_rng(5)
+  q, k, neg, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 16, 8)
+  plain, _ = objectives.info_nce(q, k, queue, neg, 0.1, 0.5)
+  for mode in ('drop', 'positive'):
+    off, m = jax.jit(
+      lambda a: objectives.info_nce(q, k, queue, neg, 0.1, 0.5, nn_mode=mode, nn_k=2, nn_active=a)
+    )(jnp.bool_(False))
+    np.testing.assert_allclose(float(off), float(plain), rtol=1e-6)
+    assert float(m['nn_active']) == 0.0

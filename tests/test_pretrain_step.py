@@ -109,6 +109,18 @@ def test_momentum_follows_the_run_length_and_the_cosine_schedule():
   assert float(pretrain.momentum_at(mcc, 899, 900)) == pytest.approx(m0)
 
 
+def test_capped_cosine_momentum_starts_fast_and_ends_below_one():
+  mcc = tiny_config().mcc
+  mcc.update(momentum=0.99, momentum_schedule='cosine', momentum_end=0.999)
+  assert float(pretrain.momentum_at(mcc, 0, 900)) == pytest.approx(0.99)
+  assert float(pretrain.momentum_at(mcc, 450, 900)) == pytest.approx(0.9945, rel=1e-6)
+  assert float(pretrain.momentum_at(mcc, 900, 900)) == pytest.approx(0.999, rel=1e-6)
+  assert pretrain.end_momentum(mcc, 900) == 0.999
+  steps = np.arange(0, 901, 50)
+  m = np.array([float(pretrain.momentum_at(mcc, s, 900)) for s in steps])
+  assert np.all(np.diff(m) > 0) and m.max() < 1.0
+
+
 def test_queue_receives_the_positive_keys_and_ids_at_the_pointer():
   config, nets, _, state, step = setup()
   state, _ = step(state, smooth_batch(seed=1))  # ptr now at B

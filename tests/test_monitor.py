@@ -1,0 +1,53 @@
+"""The online kNN monitor: logged on schedule, and at the end equal to the knn stage."""
+
+import json
+
+import pytest
+
+from .test_train import _tiny_config
+
+
+@pytest.fixture(scope='module')
+def monitored_run(tmp_path_factory):
+  from skeljax import run
+
+  tmp = tmp_path_factory.mktemp('monitor')
+  config = _tiny_config(
+    tmp,
+    **{
+      'pretrain.epochs': 2,
+      'pretrain.monitor_every': 1,
+      'pretrain.log_every': 100,
+      'stages': ('pretrain', 'knn'),
+    },
+  )
+  out = run.train_and_evaluate(config, str(tmp / 'run'))
+  return config, tmp / 'run', out
+
+
+def test_monitor_logs_every_epoch_and_its_last_value_is_the_knn_stage(monitored_run):
+  config, workdir, out = monitored_run
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  pre = [r for r in records if r['stage'] == 'pretrain']
+  steps_per_epoch = 56 // config.pretrain.batch_size  # the tiny demo's 56 training clips
+  watched = [r['step'] for r in pre if 'knn1' in r]
+  assert watched == [steps_per_epoch, 2 * steps_per_epoch]  # each epoch, log_every aside
+  last = pre[-1]
+  knn = out['stages']['knn']
+  for k in config.knn.k:
+    assert last[f'knn{k}'] == knn[f'k{k}']['top1']  # the same encoder, protocol and bank
+  entry = out['stages']['pretrain']
+  assert entry['monitor'] == {f'knn{k}': last[f'knn{k}'] for k in config.knn.k}
+  assert entry['monitor_split'] == 'test (monitor only)'
+  assert entry['monitor_s'] > 0
+  assert (workdir / 'plots' / 'pretrain_curves.png').exists()
+
+
+def test_monitor_off_logs_no_knn(tmp_path):
+  from skeljax import run
+
+  config = _tiny_config(tmp_path, **{'pretrain.monitor_every': 0, 'stages': ('pretrain',)})
+  out = run.train_and_evaluate(config, str(tmp_path / 'off'))
+  assert 'monitor' not in out['stages']['pretrain']
+  text = (tmp_path / 'off' / 'metrics.jsonl').read_text()
+  assert 'knn1' not in text
