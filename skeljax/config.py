@@ -243,9 +243,17 @@ def base_config() -> ml_collections.ConfigDict:
   # of one encoder's features.
   c.linear.standardize = True
   # Re-estimate the encoder's BatchNorm statistics on clean (eval_clip) training clips
-  # before the frozen stages: pretraining gathered them on augmented, ghost-batched views.
-  c.linear.recalibrate_bn = False
-  c.knn = _section(k=(1, 20), temperature=0.1, batch_size=256)
+  # before the frozen-feature stages (linear without augment, knn): pretraining gathered
+  # them on augmented, ghost-batched views. The random-init reference gets the same pass.
+  c.linear.recalibrate_bn = True
+  c.knn = _section(
+    k=(1, 20),  # neighbours; each k is reported, the last one as top1/top5
+    temperature=0.1,  # vote weight exp(cos / temperature)
+    batch_size=256,  # not read at present: the scores are one [N_test, N_train] product
+    # Subtract the training features' mean from train and test features before the
+    # cosine: post-ReLU features share a large positive mean that otherwise dominates it.
+    centre=True,
+  )
   c.finetune = _train_section(epochs=100, batch_size=128, lr=0.1)
   c.semi = _train_section(epochs=100, batch_size=128, lr=0.1, fractions=(0.01, 0.1))
   c.scratch = _train_section(epochs=100, batch_size=128, lr=0.1)
