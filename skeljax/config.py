@@ -150,7 +150,9 @@ def base_config() -> ml_collections.ConfigDict:
     joint_mask_prob=0.0,  # probability of zeroing each joint
     axis_mask_prob=0.0,  # probability of zeroing one coordinate axis
     centre='clip',  # centre on the layout's centre joint: 'clip', 'frame' or 'none'
-    view_align=False,  # rotate so the shoulders lie along x
+    # Rotate each clip by transforms.view_rotation: person 0's spine up and its mean
+    # shoulder + hip heading along +x, from its first 5 present frames (2-D: the spine only).
+    view_align=False,
   )
 
   c.model = _section(
