@@ -28,8 +28,10 @@ def get_config(arg=None):
   c.data.max_frames = 208  # the longest sequence has 201 frames
   c.data.frames = 32  # the xview training split's median length is 34 frames
   c.data.reversed_pairs = ('sit down|stand up', 'donning|doffing')
-  # Rotate each clip so its shoulders lie along x: the xview test is another camera angle.
-  # Random-init linear on the view-2 validation proxy: 44.6% without, 56.6% with.
+  # Rotate each clip to person 0's frame (spine up, shoulder + hip heading along x;
+  # transforms.view_rotation): the xview test is another camera angle. Random-init linear
+  # on the view-2 validation proxy: 44.6% without, 56.6% with the rule before issue #28
+  # (shoulders of the first frame along x, no levelling); the current rule is unmeasured.
   c.augment.view_align = True
   c.mcc.queue_size = 512  # own keys are masked (mcc.mask_own), so no query meets itself
   c.mcc.temperature = 0.1

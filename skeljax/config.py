@@ -150,7 +150,9 @@ def base_config() -> ml_collections.ConfigDict:
     joint_mask_prob=0.0,  # probability of zeroing each joint
     axis_mask_prob=0.0,  # probability of zeroing one coordinate axis
     centre='clip',  # centre on the layout's centre joint: 'clip', 'frame' or 'none'
-    view_align=False,  # rotate so the shoulders lie along x
+    # Rotate each clip by transforms.view_rotation: person 0's spine up and its mean
+    # shoulder + hip heading along +x, from its first 5 present frames (2-D: the spine only).
+    view_align=False,
   )
 
   c.model = _section(
@@ -261,9 +263,17 @@ def base_config() -> ml_collections.ConfigDict:
   # of one encoder's features.
   c.linear.standardize = True
   # Re-estimate the encoder's BatchNorm statistics on clean (eval_clip) training clips
-  # before the frozen stages: pretraining gathered them on augmented, ghost-batched views.
-  c.linear.recalibrate_bn = False
-  c.knn = _section(k=(1, 20), temperature=0.1, batch_size=256)
+  # before the frozen-feature stages (linear without augment, knn): pretraining gathered
+  # them on augmented, ghost-batched views. The random-init reference gets the same pass.
+  c.linear.recalibrate_bn = True
+  c.knn = _section(
+    k=(1, 20),  # neighbours; each k is reported, the last one as top1/top5
+    temperature=0.1,  # vote weight exp(cos / temperature)
+    batch_size=256,  # not read at present: the scores are one [N_test, N_train] product
+    # Subtract the training features' mean from train and test features before the
+    # cosine: post-ReLU features share a large positive mean that otherwise dominates it.
+    centre=True,
+  )
   c.finetune = _train_section(epochs=100, batch_size=128, lr=0.1)
   c.semi = _train_section(epochs=100, batch_size=128, lr=0.1, fractions=(0.01, 0.1))
   c.scratch = _train_section(epochs=100, batch_size=128, lr=0.1)

@@ -2,7 +2,8 @@
 
   linear    frozen encoder (no gradient, BN in inference mode, optax-masked),
             a linear classifier trained with SGD on pooled features
-  knn       cosine kNN (k = 1 and k = 20, similarity-weighted) on frozen features
+  knn       cosine kNN (k = 1 and k = 20, similarity-weighted) on frozen features,
+            centred on the training mean (knn.centre)
   finetune  encoder + classifier trained end to end from the pretrained weights
   semi      finetune on class-balanced 1% / 10% labelled subsets (chosen by seed)
   scratch   the same encoder + classifier trained from random init
@@ -160,14 +161,25 @@ def confusion(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndar
   return cm
 
 
-def knn_scores(train_f, train_y, test_f, num_classes: int, k: int, temperature: float):
+def knn_scores(
+  train_f, train_y, test_f, num_classes: int, k: int, temperature: float, centre: bool = True
+):
   """Class scores [N_test, K] of similarity-weighted cosine kNN.
 
+  train_f: [N_train, D], train_y: [N_train] ints, test_f: [N_test, D].
   Each of the k nearest training features votes for its class with weight
   exp(cos / temperature) (Wu et al. 2018); with k = 1 this is plain 1-NN.
+  centre: subtract the training features' mean from both sets before the cosine.
+  Post-ReLU features share a large positive mean; uncentred, every cosine is close to
+  1 and that common offset, not the differences between samples, decides the angles.
   """
-  a = objectives.l2_normalize(jnp.asarray(train_f, jnp.float32))
-  b = objectives.l2_normalize(jnp.asarray(test_f, jnp.float32))
+  train_f = jnp.asarray(train_f, jnp.float32)
+  test_f = jnp.asarray(test_f, jnp.float32)
+  if centre:
+    mean = jnp.mean(train_f, axis=0, keepdims=True)
+    train_f, test_f = train_f - mean, test_f - mean
+  a = objectives.l2_normalize(train_f)
+  b = objectives.l2_normalize(test_f)
   sim = b @ a.T
   k = min(k, a.shape[0])
   top_sim, top_idx = jax.lax.top_k(sim, k)
@@ -176,12 +188,42 @@ def knn_scores(train_f, train_y, test_f, num_classes: int, k: int, temperature: 
   return np.asarray(jnp.sum(votes, axis=1))
 
 
-def standardize(train_f: np.ndarray, test_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Both feature sets z-scored with the training features' per-dimension mean and std."""
-  mean = train_f.mean(axis=0, keepdims=True)
-  std = train_f.std(axis=0, keepdims=True)
-  scale = 1.0 / np.maximum(std, 1e-6)
-  return (train_f - mean) * scale, (test_f - mean) * scale
+# A training dimension is dead when its std is below this fraction of the median std of
+# the dimensions that vary at all (standardize).
+DEAD_STD_FRACTION = 1e-3
+
+
+def live_dimensions(train_f: np.ndarray, fraction: float = DEAD_STD_FRACTION) -> np.ndarray:
+  """[D] bool: the dimensions of train_f [N, D] whose std is not dead (see standardize)."""
+  std = np.asarray(train_f, np.float64).std(axis=0)
+  varying = std[std > 0]
+  if varying.size == 0:
+    return np.zeros(std.shape, bool)
+  return std >= fraction * np.median(varying)
+
+
+def standardize(
+  train_f: np.ndarray, test_f: np.ndarray, fraction: float = DEAD_STD_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+  """Both feature sets z-scored with the training features' per-dimension mean and std.
+
+  train_f: [N_train, D], test_f: [N_test, D] -> the same shapes and dtype.
+  A dimension whose training std is below `fraction` x the median std of the varying
+  dimensions is dead: it is set to 0 in both sets, so it neither carries information
+  (it had none on the training set) nor scales a test value by 1 / (tiny std). A random
+  init's dead ReLU units are exactly constant on the training set yet may fire on a
+  test clip; an absolute floor (1e-6) turned such a unit into a test feature of 1e5-1e6.
+  The threshold is relative because the features' scale depends on the encoder (random
+  init or pretrained, BN recalibrated or not), and taken from the median rather than
+  the mean so that a few high-variance units do not declare the quiet ones dead. A
+  dimension that survives is scaled by at most 1000 / (that median).
+  """
+  dtype = np.result_type(train_f.dtype, np.float32)
+  tr, te = np.asarray(train_f, np.float64), np.asarray(test_f, np.float64)
+  live = live_dimensions(tr, fraction)
+  mean = tr.mean(axis=0, keepdims=True)
+  scale = np.where(live, 1.0 / np.where(live, tr.std(axis=0), 1.0), 0.0)[None]
+  return ((tr - mean) * scale).astype(dtype), ((te - mean) * scale).astype(dtype)
 
 
 def per_class(pred: np.ndarray, labels: np.ndarray, names, reversed_pairs=()) -> dict:

@@ -28,8 +28,8 @@ def render_views(views, layout, path, *, every: int = 5, sample: int = 0, dpi: i
     views: dict name -> array [M, T, V, C] (a clip) or [B, M, T, V, C] (a batch,
       of which `sample` is drawn). Other entries (speeds, masks) are skipped, except
       that an 'interp_mask' ([T] or [B, T]) greys out the dropped frames of 'interp_input'.
-    layout: skeleton.Layout or its name; its edges are drawn, x-y projection. 2-D
-      layouts are image coordinates, so their y axis points down.
+    layout: skeleton.Layout or its name; its edges are drawn, x-y projection. The y
+      axis points down for layouts in image coordinates (not layout.y_up).
     path: output .png path (folders are created).
   Returns:
     path.
@@ -75,7 +75,7 @@ def render_views(views, layout, path, *, every: int = 5, sample: int = 0, dpi: i
       ax.set_aspect('equal')
       ax.set_xlim(lo[0] - pad, hi[0] + pad)
       ax.set_ylim(lo[1] - pad, hi[1] + pad)
-      if layout.coord_dims == 2:
+      if not layout.y_up:
         ax.invert_yaxis()
       if col == 0:
         ax.set_ylabel(name, fontsize=8)

@@ -38,8 +38,10 @@ class Context:
   def features(self, init: str, variables):
     """Frozen train/test features of an encoder, computed once per run.
 
-    With linear.recalibrate_bn the encoder's BN statistics are first re-estimated on
-    clean training clips (evaluate.recalibrate_bn).
+    With linear.recalibrate_bn (the default) the encoder's BN statistics are first
+    re-estimated on clean training clips (evaluate.recalibrate_bn), whatever `init` is:
+    the pretrained encoder and the random-init reference get the same treatment, and the
+    linear probe (fixed-feature path) and the kNN read the same features.
     """
     if init not in self._features:
       self._features[init] = frozen_features(self, variables)
@@ -68,7 +70,9 @@ def knn_top1(config, num_classes: int, train, test) -> dict[int, dict]:
   (tr_f, tr_y), (te_f, te_y) = train, test
   out = {}
   for k in config.knn.k:
-    scores = evaluate.knn_scores(tr_f, tr_y, te_f, num_classes, k, config.knn.temperature)
+    scores = evaluate.knn_scores(
+      tr_f, tr_y, te_f, num_classes, k, config.knn.temperature, config.knn.centre
+    )
     out[k] = evaluate.accuracy(scores, te_y)
   return out
 
@@ -237,11 +241,14 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     )
     logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
     protocol['batch_size'] = bs
+    # The augmented probe runs the encoder with its own BN statistics on raw features.
+    protocol.update(standardize=False, recalibrate_bn=False)
   else:
     (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
-    if sec.standardize:
-      tr_f, te_f = evaluate.standardize(tr_f, te_f)
     protocol.update(standardize=sec.standardize, recalibrate_bn=sec.recalibrate_bn)
+    if sec.standardize:
+      protocol['dead_dims'] = int(np.sum(~evaluate.live_dimensions(tr_f)))
+      tr_f, te_f = evaluate.standardize(tr_f, te_f)
     clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
     logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
     labels, feats = te_y, te_f
@@ -268,6 +275,9 @@ def stage_knn(ctx: Context) -> dict[str, dict]:
     'n_test': int(len(te_y)),
     'init': init,
     'temperature': config.knn.temperature,
+    'centre': config.knn.centre,
+    'recalibrate_bn': config.linear.recalibrate_bn,
+    'standardize': False,  # the cosine needs no per-dimension scale; centring only
   }
   for k, acc in knn_top1(config, ctx.train.num_classes, (tr_f, tr_y), (te_f, te_y)).items():
     entry[f'k{k}'] = acc
@@ -354,6 +364,8 @@ def stage_protocol(config, stage: str) -> dict:
     sections.append('mcc')
   fp = ckpt_lib.fingerprint(config, sections)
   fp['init_from'] = config.init_from
+  if stage == 'knn':  # the kNN reads Context.features, which this flag changes
+    fp['recalibrate_bn'] = config.linear.recalibrate_bn
   return fp
 
 

@@ -7,7 +7,8 @@ adjacency partitions are all *derived* from that declaration, never retyped.
 Layouts:
   ntu25      NTU RGB+D / Kinect v2, 25 joints, xyz in metres.
   kinect20   Kinect SDK v1, 20 joints, in NW-UCLA order, xyz in metres.
-  openpose18 OpenPose COCO-18 (Kinetics-skeleton), (x, y, confidence).
+  openpose18 OpenPose COCO-18 (Kinetics-skeleton), (x, y, confidence), image
+             coordinates (y down).
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ class Layout:
     parents: parent index per joint, -1 for the root. Bones are (joint, parent).
     center: joint the ST-GCN partitions and normalisation centre on.
     shoulders: (left, right) joint indices used for view alignment.
+    hips: (left, right) joint indices used for view alignment; the spine runs from
+      the hips' midpoint to the shoulders' midpoint.
     channels: meaning of each coordinate channel, e.g. ('x', 'y', 'z').
     coord_dims: how many leading channels are spatial coordinates; the rest
       (e.g. a confidence score) are never touched by spatial augmentations.
+    y_up: True when channel y points up (camera space: Kinect, NTU); False when
+      it points down (image coordinates: OpenPose pixels, normalised or not).
   """
 
   name: str
@@ -38,14 +43,19 @@ class Layout:
   parents: tuple[int, ...]
   center: int
   shoulders: tuple[int, int]
+  hips: tuple[int, int]
   channels: tuple[str, ...]
   coord_dims: int
+  y_up: bool = True
 
   def __post_init__(self):
     if len(self.parents) != len(self.joint_names):
       raise ValueError(f'{self.name}: {len(self.parents)} parents for {self.num_joints} joints')
     if sum(p < 0 for p in self.parents) != 1:
       raise ValueError(f'{self.name}: a layout needs exactly one root')
+    for what, (left, right) in (('shoulders', self.shoulders), ('hips', self.hips)):
+      if left == right or self.flip[left] != right:
+        raise ValueError(f'{self.name}: {what} must be a (left, right) pair of mirror joints')
 
   @property
   def num_joints(self) -> int:
@@ -133,7 +143,7 @@ class Layout:
     return np.stack(parts).astype(np.float32)
 
 
-def _layout(name, joints, center, shoulders, channels, coord_dims):
+def _layout(name, joints, center, shoulders, hips, channels, coord_dims, y_up=True):
   names, parents = zip(*joints, strict=True)
   index = {n: i for i, n in enumerate(names)}
   parent_idx = tuple(-1 if p is None else index[p] for p in parents)
@@ -143,8 +153,10 @@ def _layout(name, joints, center, shoulders, channels, coord_dims):
     parents=parent_idx,
     center=index[center],
     shoulders=(index[shoulders[0]], index[shoulders[1]]),
+    hips=(index[hips[0]], index[hips[1]]),
     channels=channels,
     coord_dims=coord_dims,
+    y_up=y_up,
   )
 
 
@@ -179,6 +191,7 @@ NTU25 = _layout(
   ],
   center='SpineShoulder',
   shoulders=('ShoulderLeft', 'ShoulderRight'),
+  hips=('HipLeft', 'HipRight'),
   channels=('x', 'y', 'z'),
   coord_dims=3,
 )
@@ -209,6 +222,7 @@ KINECT20 = _layout(
   ],
   center='Spine',
   shoulders=('ShoulderLeft', 'ShoulderRight'),
+  hips=('HipLeft', 'HipRight'),
   channels=('x', 'y', 'z'),
   coord_dims=3,
 )
@@ -237,8 +251,10 @@ OPENPOSE18 = _layout(
   ],
   center='Neck',
   shoulders=('LeftShoulder', 'RightShoulder'),
+  hips=('LeftHip', 'RightHip'),
   channels=('x', 'y', 'confidence'),
   coord_dims=2,
+  y_up=False,  # image coordinates
 )
 
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (NTU25, KINECT20, OPENPOSE18)}

@@ -295,6 +295,71 @@ def spatial_augment(
 
 # ---------------------------------------------------------------- normalisation
 
+# Frames of person 0 that the view alignment averages its vectors over (normalise). One
+# frame alone jitters: on NW-UCLA the shoulder heading ranges over 7.6 degrees (median;
+# p90 32) across the first five frames (benchmarks/view_align_stats.py).
+ALIGN_FRAMES = 5
+# Vectors shorter than this (in coordinate units) are degenerate: no direction to align.
+_ALIGN_EPS = 1e-6
+
+
+def _unit(v):
+  """(v / |v|, |v| > _ALIGN_EPS); a degenerate v gives zeros, never NaN."""
+  norm = jnp.sqrt(jnp.sum(v * v))
+  ok = norm > _ALIGN_EPS
+  return jnp.where(ok, v / jnp.where(ok, norm, 1.0), 0.0), ok
+
+
+def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES):
+  """The [d, d] rotation that `normalise(view_align=True)` applies to a clip.
+
+  coords: [M, T, V, d] (d = layout.coord_dims), mask: [M, T, V] present entries.
+  Read from person 0 over its first `frames` frames in which both shoulders and both
+  hips are present (fewer if the clip has fewer; none: the identity):
+    spine    mean over those frames of (shoulder midpoint - hip midpoint),
+    heading  unit(shoulder vector) + unit(hip vector), each vector (right - left)
+             averaged over the frames and made horizontal (orthogonal to the spine).
+  3-D: the rotation takes the spine to the data's up direction (+y, or -y when not
+  layout.y_up), which removes the camera's pitch and roll, and the heading to +x, which
+  removes its yaw. A degenerate spine (zero length) falls back to the vertical axis, so
+  only the yaw is removed; a degenerate heading (zero, or along the spine) gives the
+  identity. 2-D: only the in-plane rotation that takes the spine to the image's up
+  direction (camera roll): the heading is a rotation out of the image plane, which no
+  in-plane rotation undoes (the old rule, shoulders to +x, turned everyone facing the
+  camera upside down, their right shoulder being on the image's left); a degenerate
+  spine gives the identity.
+  """
+  d = layout.coord_dims
+  (ls, rs), (lh, rh) = layout.shoulders, layout.hips
+  p = coords[0]  # [T, V, d]
+  ok = jnp.all(mask[0][:, np.asarray([ls, rs, lh, rh])], axis=-1)  # [T]
+  use = ok & (jnp.cumsum(ok) <= frames)
+  w = use.astype(p.dtype) / jnp.maximum(jnp.sum(use), 1).astype(p.dtype)
+
+  def mean(v):  # [T, d] -> [d], over the used frames
+    return jnp.sum(w[:, None] * v, axis=0)
+
+  spine = mean(0.5 * (p[:, ls] + p[:, rs]) - 0.5 * (p[:, lh] + p[:, rh]))
+  up = 1.0 if layout.y_up else -1.0
+  u, spine_ok = _unit(spine)
+  if d == 2:
+    # The rotation taking u to (0, up): cos = u . (0, up), sin = u x (0, up).
+    c, sn = u[1] * up, u[0] * up
+    rot = jnp.stack([jnp.stack([c, -sn]), jnp.stack([sn, c])])
+    return jnp.where(spine_ok, rot, jnp.eye(2, dtype=rot.dtype))
+  u = jnp.where(spine_ok, u, jnp.asarray([0.0, up, 0.0], p.dtype))
+
+  def horizontal(v):
+    return _unit(v - jnp.dot(v, u) * u)[0]
+
+  shoulders = mean(p[:, rs] - p[:, ls])
+  hips = mean(p[:, rh] - p[:, lh])
+  h, heading_ok = _unit(horizontal(shoulders) + horizontal(hips))
+  # Rows: the heading, the spine (signed to the data's up) and their cross product, a
+  # right-handed orthonormal basis, so a proper rotation (no mirror).
+  rot = jnp.stack([h, up * u, jnp.cross(h, up * u)])
+  return jnp.where(heading_ok, rot, jnp.eye(3, dtype=rot.dtype))
+
 
 def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=None, mask=None):
   """Centres and optionally view-aligns one clip [M, T, V, C].
@@ -302,9 +367,10 @@ def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=No
   centre: 'clip' subtracts person 0's centre joint (layout.center) at the first
     frame where it is present, from every coordinate of the clip; 'frame'
     subtracts person 0's centre joint frame by frame; 'none' leaves it.
-  view_align: rotates about the vertical (y) axis so that the shoulder vector
-    (right minus left, layout.shoulders) of person 0 at that first frame lies
-    along +x; for 2-D layouts the in-plane rotation doing the same.
+  view_align: rotates the clip (about the origin, after centring) by
+    view_rotation: 3-D clips so that person 0's spine points up and the average of
+    its shoulder and hip headings lies along +x, both averaged over its first
+    ALIGN_FRAMES present frames; 2-D clips so that the spine points up in the image.
   Entries outside `mask` (default: presence_mask(x, n)) stay exactly zero.
   """
   layout = as_layout(layout)
@@ -319,12 +385,6 @@ def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=No
   elif centre == 'frame':
     coords = coords - coords[0, :, layout.center][None, :, None]
   if view_align:
-    left, right = layout.shoulders
-    v = coords[0, first, right] - coords[0, first, left]
-    if d == 3:
-      rot = rotation_matrix(jnp.stack([0.0, jnp.arctan2(v[2], v[0]), 0.0]))
-    else:
-      rot = rotation_matrix(-jnp.arctan2(v[1], v[0]))
-    coords = apply_linear(coords, rot, d)
+    coords = apply_linear(coords, view_rotation(coords, mask, layout), d)
   x = _with_coords(x, coords, d)
   return jnp.where(mask[..., None], x, 0)

@@ -32,14 +32,15 @@ def test_knn_on_constructed_features():
   train = np.array([[1, 0.01], [1, -0.01], [0.9, 0.0], [0.01, 1], [-0.01, 1]], np.float32)
   labels = np.array([0, 0, 0, 1, 1])
   test = np.array([[1, 0.1], [0.1, 1], [0.6, 0.8]], np.float32)
-  s1 = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1)
+  # Raw cosines (centre=False): the geometry the comments describe.
+  s1 = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
   assert list(np.argmax(s1, -1)) == [0, 1, 1]
   # k = 5 uses every training point: class 0 has more votes, but the weights
   # exp(cos/0.1) still favour the nearer class 1 for the last point.
-  s5 = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=0.1)
+  s5 = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=0.1, centre=False)
   assert list(np.argmax(s5, -1)) == [0, 1, 1]
   # With a huge temperature the weights are equal: a plain majority vote -> class 0.
-  s_flat = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=1e6)
+  s_flat = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=1e6, centre=False)
   assert list(np.argmax(s_flat, -1)) == [0, 0, 0]
 
 
@@ -126,6 +127,36 @@ def test_standardize_uses_training_statistics_only():
   # A dead feature stays finite.
   dead = np.zeros((5, 2), np.float32)
   assert np.isfinite(evaluate.standardize(dead, dead)[0]).all()
+
+
+def test_standardize_zeroes_dimensions_dead_on_the_training_set():
+  # Columns: std 1; constant 5; std 10; std 5e-6 (below 1e-3 x the median std 1).
+  train = np.array([[1, 5, 0, 7], [3, 5, 20, 7.00001]], np.float32)
+  test = np.array([[2, 7, 30, 9]], np.float32)  # the dead columns move on the test set
+  tr, te = evaluate.standardize(train, test)
+  np.testing.assert_allclose(tr, [[-1, 0, -1, 0], [1, 0, 1, 0]], atol=1e-6)
+  # With the old absolute floor of 1e-6 the test row was [0, 2e6, 2, 4e5].
+  np.testing.assert_allclose(te, [[0, 0, 2, 0]], atol=1e-6)
+  assert tr.dtype == te.dtype == np.float32
+  np.testing.assert_array_equal(evaluate.live_dimensions(train), [True, False, True, False])
+  # Every column dead: all zeros, no division by zero.
+  dead = np.full((5, 2), 3.0, np.float32)
+  out = evaluate.standardize(dead, dead + 1)
+  assert (out[0] == 0).all() and (out[1] == 0).all()
+
+
+def test_knn_centring_on_the_training_mean_changes_the_neighbour():
+  train = np.array([[1, 0], [3, 3]], np.float32)
+  labels = np.array([0, 1])
+  test = np.array([[1.5, 1.2]], np.float32)
+  # Raw: the test point's angle (38.7 deg) is nearer [3, 3] (45 deg) than [1, 0] (0 deg).
+  raw = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
+  cos_raw = (1.5 * 3 + 1.2 * 3) / (np.sqrt(1.5**2 + 1.2**2) * np.sqrt(18))
+  np.testing.assert_allclose(raw, [[0, np.exp(cos_raw / 0.1)]], rtol=1e-5)
+  # Centred on the training mean (2, 1.5): [1, 0] -> (-1, -1.5), test -> (-0.5, -0.3).
+  cen = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1)
+  cos_cen = (0.5 * 1 + 0.3 * 1.5) / (np.sqrt(0.5**2 + 0.3**2) * np.sqrt(1 + 1.5**2))
+  np.testing.assert_allclose(cen, [[np.exp(cos_cen / 0.1), 0]], rtol=1e-5)
 
 
 def test_per_class_and_reversed_pairs_accuracy():

@@ -228,7 +228,9 @@ def test_nearest_neighbours_inactive_during_warm_up_is_plain_info_nce():
   plain, _ = objectives.info_nce(q, k, queue, neg, 0.1, 0.5)
   for mode in ('drop', 'positive'):
     off, m = jax.jit(
-      lambda a: objectives.info_nce(q, k, queue, neg, 0.1, 0.5, nn_mode=mode, nn_k=2, nn_active=a)
+      lambda a, mode=mode: objectives.info_nce(
+        q, k, queue, neg, 0.1, 0.5, nn_mode=mode, nn_k=2, nn_active=a
+      )
     )(jnp.bool_(False))
     np.testing.assert_allclose(float(off), float(plain), rtol=1e-6)
     assert float(m['nn_active']) == 0.0

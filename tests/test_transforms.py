@@ -130,6 +130,16 @@ def test_joint_and_axis_masking():
 # ---------------------------------------------------------------- normalisation
 
 
+def _torso_vectors(clip, layout, frames=transforms.ALIGN_FRAMES):
+  """NumPy reference: person 0's (spine, shoulder, hip) vectors averaged over its first
+  `frames` frames with both shoulders and both hips present."""
+  (ls, rs), (lh, rh) = layout.shoulders, layout.hips
+  p = clip[0, ..., : layout.coord_dims]
+  ok = np.flatnonzero((clip[0][:, [ls, rs, lh, rh]] != 0).any(-1).all(-1))[:frames]
+  spine = 0.5 * (p[ok, ls] + p[ok, rs] - p[ok, lh] - p[ok, rh])
+  return spine.mean(0), (p[ok, rs] - p[ok, ls]).mean(0), (p[ok, rh] - p[ok, lh]).mean(0)
+
+
 def test_normalise_centres_and_aligns():
   x, n = smooth_batch()
   clip = x[1][:, :20]
@@ -140,20 +150,147 @@ def test_normalise_centres_and_aligns():
   out = np.asarray(transforms.normalise(clip, layout=NTU, centre='frame'))
   np.testing.assert_array_equal(out[0, :, c], 0)
   out = np.asarray(transforms.normalise(clip, layout=NTU, centre='clip', view_align=True))
-  left, right = NTU.shoulders
-  v = out[0, 0, right] - out[0, 0, left]
-  assert abs(v[2]) < 1e-6 and v[0] > 0
+  spine, shoulders, hips = _torso_vectors(out, NTU)
+  np.testing.assert_allclose(spine[[0, 2]], 0, atol=1e-6)  # the spine points up
+  assert spine[1] > 0
+  heading = shoulders / np.linalg.norm(shoulders[[0, 2]]) + hips / np.linalg.norm(hips[[0, 2]])
+  assert abs(heading[2]) < 1e-5 and heading[0] > 0  # the mean heading lies along +x
+  # A rotation: bone lengths kept.
+  bones = np.asarray(NTU.bones)
+  length = lambda a: np.linalg.norm(a[..., bones[:, 0], :] - a[..., bones[:, 1], :], axis=-1)
+  np.testing.assert_allclose(length(out), length(clip), atol=1e-5)
   op = skeleton.get_layout('openpose18')
   x2 = smooth_batch(layout=op)[0][1]
   out = np.asarray(transforms.normalise(x2, layout=op, view_align=True))
-  v = out[0, 0, op.shoulders[1], :2] - out[0, 0, op.shoulders[0], :2]
-  assert abs(v[1]) < 1e-6 and v[0] > 0
+  spine = _torso_vectors(out, op)[0]
+  assert abs(spine[0]) < 1e-6 and spine[1] < 0  # up in image coordinates is -y
   np.testing.assert_array_equal(out[..., 2], x2[..., 2])
+
+
+def canonical_clip(layout, seed=0, t=12, absent=2, missing=False):
+  """[2, t, V, C]: person 0 upright, torso still: spine along the layout's up, shoulder
+  and hip vectors (right - left) along +x; its other joints and person 1 move at random.
+  Person 0 is absent from the first `absent` frames; with `missing`, its left shoulder is
+  also undetected (zero) in the next frame."""
+  rng = np.random.default_rng(seed)
+  v, c, d = layout.num_joints, layout.num_channels, layout.coord_dims
+  x = rng.normal(size=(2, 1, v, c)) + 0.05 * rng.normal(size=(2, t, v, c))
+  up = np.eye(d)[1] * (1.0 if layout.y_up else -1.0)
+  side = np.eye(d)[0]
+  for joints, width, height in ((layout.shoulders, 0.2, 0.5), (layout.hips, 0.1, 0.0)):
+    for sign, j in zip((-1, 1), joints, strict=True):
+      x[0, :, j, :d] = 0.3 * np.eye(d)[-1] + height * up + sign * width * side
+  x[0, :absent] = 0
+  if missing:
+    x[0, absent, layout.shoulders[0]] = 0
+  return x.astype(np.float32)
+
+
+def _rotate(clip, matrix, d, shift):
+  """matrix @ coords + shift on the present entries; absent ones stay zero."""
+  present = (clip != 0).any(-1, keepdims=True)
+  out = clip.copy()
+  out[..., :d] = clip[..., :d] @ matrix.T + shift
+  return np.where(present, out, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize('name', ['ntu25', 'kinect20'])
+def test_view_align_undoes_a_known_camera_rotation(name):
+  layout = skeleton.get_layout(name)
+  clip = canonical_clip(layout, missing=True)
+  aligned = np.asarray(transforms.normalise(clip, layout=layout, view_align=True))
+  # The canonical clip is already aligned: only centred.
+  np.testing.assert_allclose(aligned, transforms.normalise(clip, layout=layout), atol=1e-6)
+  # pitch, yaw (past 90 degrees) and roll of the camera, then a translation.
+  for angles in ((0.3, 2.0, -0.25), (-0.2, -2.9, 0.4), (0.0, 0.7, 0.0)):
+    cam = np.asarray(transforms.rotation_matrix(np.asarray(angles)))
+    seen = _rotate(clip, cam, 3, np.array([0.5, -1.0, 3.0]))
+    out = np.asarray(transforms.normalise(seen, layout=layout, view_align=True))
+    np.testing.assert_allclose(out, aligned, atol=1e-5)
+
+
+@pytest.mark.parametrize('facing', [1.0, -1.0])
+def test_view_align_2d_levels_the_spine_whichever_way_the_person_faces(facing):
+  op = skeleton.get_layout('openpose18')
+  clip = canonical_clip(op)
+  clip[..., 0] *= facing  # facing -1: the right shoulder on the image's left
+  aligned = np.asarray(transforms.normalise(clip, layout=op, view_align=True))
+  np.testing.assert_allclose(aligned, transforms.normalise(clip, layout=op), atol=1e-6)
+  a = 0.6  # camera roll
+  roll = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+  seen = _rotate(clip, roll, 2, np.array([0.4, 0.2]))
+  out = np.asarray(transforms.normalise(seen, layout=op, view_align=True))
+  np.testing.assert_allclose(out, aligned, atol=1e-5)
+  np.testing.assert_array_equal(out[..., 2], np.where((seen != 0).any(-1), seen[..., 2], 0))
+
+
+def test_view_align_averages_out_one_frames_shoulder_jitter():
+  clip = canonical_clip(NTU, absent=0)
+  # The first frame's shoulders turn 10 degrees about the vertical (midpoint kept).
+  ls, rs = NTU.shoulders
+  a = np.deg2rad(10.0)
+  yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+  mid = 0.5 * (clip[0, 0, ls] + clip[0, 0, rs])
+  for j in (ls, rs):
+    clip[0, 0, j] = mid + yaw @ (clip[0, 0, j] - mid)
+  out = np.asarray(transforms.normalise(clip, layout=NTU, view_align=True))
+  lh, rh = NTU.hips
+  hip = out[0, 3, rh] - out[0, 3, lh]  # a still frame: along +x when the heading is right
+  error = np.rad2deg(np.arctan2(-hip[2], hip[0]))
+  # The first-frame rule turned the clip by the full 10 degrees. Now the shoulder heading is
+  # the mean of five vectors, one turned: atan2(sin 10, 4 + cos 10) = 1.995 degrees, and
+  # the heading bisects it with the hips' (0 degrees).
+  expected = 0.5 * np.rad2deg(np.arctan2(np.sin(a), 4 + np.cos(a)))
+  assert abs(abs(error) - expected) < 1e-3 and expected < 1.0
+  np.testing.assert_allclose(hip[1], 0, atol=1e-6)
+
+
+def test_view_align_degenerate_clips_give_no_nan():
+  norm = jax.jit(lambda x: transforms.normalise(x, layout=NTU, view_align=True))
+  zeros = np.zeros((2, 8, NTU.num_joints, 3), np.float32)
+  np.testing.assert_array_equal(norm(zeros), 0)
+  clip = canonical_clip(NTU, absent=0)
+  # Shoulders and hips on one point: no spine, no heading -> only centred.
+  flat = clip.copy()
+  flat[0, :, list(NTU.shoulders) + list(NTU.hips)] = 0.25
+  out = np.asarray(norm(flat))
+  assert np.isfinite(out).all()
+  np.testing.assert_allclose(out, transforms.normalise(flat, layout=NTU), atol=1e-6)
+  # Hip and shoulder midpoints on one point: no spine, so only the yaw is undone.
+  level = clip.copy()
+  level[0, :, list(NTU.hips), 1] = level[0, :, list(NTU.shoulders), 1]
+  yaw = np.asarray(transforms.rotation_matrix(np.asarray([0.0, 1.0, 0.0])))
+  out = np.asarray(norm(_rotate(level, yaw, 3, np.zeros(3))))
+  assert np.isfinite(out).all()
+  np.testing.assert_allclose(out, transforms.normalise(level, layout=NTU), atol=1e-5)
+  # Shoulders and hips along the spine: no horizontal heading -> only centred.
+  sideways = clip.copy()
+  sideways[0, :, list(NTU.shoulders) + list(NTU.hips), 0] = 0.0
+  sideways[0, :, list(NTU.shoulders) + list(NTU.hips), 2] = 0.3
+  sideways[0, :, NTU.shoulders[0], 1] = 0.4
+  out = np.asarray(norm(sideways))
+  assert np.isfinite(out).all()
+  np.testing.assert_allclose(out, transforms.normalise(sideways, layout=NTU), atol=1e-6)
+
+
+def test_view_align_uses_what_a_short_clip_has_under_vmap():
+  # Two present frames (n = 2) of a clip rotated by the camera: still brought back.
+  clip = canonical_clip(NTU, absent=0)
+  cam = np.asarray(transforms.rotation_matrix(np.asarray([0.3, 1.2, -0.2])))
+  seen = _rotate(clip, cam, 3, np.zeros(3))
+  batch = np.stack([seen, clip])
+  fn = jax.jit(jax.vmap(lambda x, n: transforms.normalise(x, layout=NTU, n=n, view_align=True)))
+  out = np.asarray(fn(batch, np.array([2, 12])))
+  assert (out[0, :, 2:] == 0).all()
+  np.testing.assert_allclose(out[0, :, :2], out[1, :, :2], atol=1e-5)
 
 
 def test_normalise_keeps_padding_and_absent_persons_zero():
   x, n = smooth_batch()
   out = np.asarray(transforms.normalise(x[1], layout=NTU, n=n[1], view_align=True))
   assert (out[:, n[1] :] == 0).all()
-  out = np.asarray(transforms.normalise(x[0], layout=NTU, centre='frame'))
-  assert (out[1] == 0).all() and (out[0] != 0).any()
+  for align in (False, True):
+    out = np.asarray(transforms.normalise(x[0], layout=NTU, centre='frame', view_align=align))
+    assert (out[1] == 0).all() and (out[0] != 0).any()
+    out = np.asarray(transforms.normalise(x[0], layout=NTU, centre='clip', view_align=align))
+    assert (out[1] == 0).all() and (out[0] != 0).any()
