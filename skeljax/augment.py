@@ -72,6 +72,7 @@ class AugParams:
   axis_mask_prob: float
   centre: str
   view_align: bool
+  level_spine: bool
 
   @classmethod
   def from_config(cls, aug, frames: int | None = None) -> AugParams:
@@ -108,6 +109,7 @@ class AugParams:
       axis_mask_prob=float(aug.axis_mask_prob),
       centre=str(aug.centre),
       view_align=bool(aug.view_align),
+      level_spine=bool(aug.get('level_spine', True)),
     )
     p.check(frames)
     return p
@@ -279,7 +281,12 @@ def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=
     clip = jnp.take(clip, order, axis=1)
   mask = transforms.presence_mask(clip)
   clip = transforms.normalise(
-    clip, layout=layout, centre=p.centre, view_align=p.view_align, mask=mask
+    clip,
+    layout=layout,
+    centre=p.centre,
+    view_align=p.view_align,
+    mask=mask,
+    level_spine=p.level_spine,
   )
   return transforms.spatial_augment(key, clip, layout=layout, mask=mask, **p.spatial())
 
@@ -398,6 +405,8 @@ def eval_clip(x, n, *, aug, layout, frames: int):
 
   def one(xi, ni):
     clip = transforms.resample(xi, ni, 0.0, ni, frames, 'clip')
-    return transforms.normalise(clip, layout=layout, centre=p.centre, view_align=p.view_align)
+    return transforms.normalise(
+      clip, layout=layout, centre=p.centre, view_align=p.view_align, level_spine=p.level_spine
+    )
 
   return jax.vmap(one)(jnp.asarray(x, jnp.float32), jnp.clip(jnp.asarray(n), 1, x.shape[2]))

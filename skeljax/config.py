@@ -153,6 +153,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Rotate each clip by transforms.view_rotation: person 0's spine up and its mean
     # shoulder + hip heading along +x, from its first 5 present frames (2-D: the spine only).
     view_align=False,
+    # With view_align: also level the spine (remove the camera's pitch and roll), not only
+    # the yaw. On NW-UCLA a clip's 5-frame spine lies ~8-10 degrees from its view's median
+    # (body lean), about as far as the camera's own tilt (docs/results.md).
+    level_spine=True,
   )
 
   c.model = _section(

@@ -310,7 +310,7 @@ def _unit(v):
   return jnp.where(ok, v / jnp.where(ok, norm, 1.0), 0.0), ok
 
 
-def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES):
+def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES, level: bool = True):
   """The [d, d] rotation that `normalise(view_align=True)` applies to a clip.
 
   coords: [M, T, V, d] (d = layout.coord_dims), mask: [M, T, V] present entries.
@@ -328,6 +328,8 @@ def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES):
   in-plane rotation undoes (the old rule, shoulders to +x, turned everyone facing the
   camera upside down, their right shoulder being on the image's left); a degenerate
   spine gives the identity.
+  level=False keeps the camera's pitch and roll: the spine is taken as the vertical axis,
+  so only the yaw is removed in 3-D (and nothing in 2-D).
   """
   d = layout.coord_dims
   (ls, rs), (lh, rh) = layout.shoulders, layout.hips
@@ -342,6 +344,10 @@ def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES):
   spine = mean(0.5 * (p[:, ls] + p[:, rs]) - 0.5 * (p[:, lh] + p[:, rh]))
   up = 1.0 if layout.y_up else -1.0
   u, spine_ok = _unit(spine)
+  if not level:
+    if d == 2:
+      return jnp.eye(2, dtype=p.dtype)
+    u, spine_ok = jnp.asarray([0.0, up, 0.0], p.dtype), jnp.bool_(False)
   if d == 2:
     # The rotation taking u to (0, up): cos = u . (0, up), sin = u x (0, up).
     c, sn = u[1] * up, u[0] * up
@@ -361,7 +367,16 @@ def view_rotation(coords, mask, layout, frames: int = ALIGN_FRAMES):
   return jnp.where(heading_ok, rot, jnp.eye(3, dtype=rot.dtype))
 
 
-def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=None, mask=None):
+def normalise(
+  x,
+  *,
+  layout,
+  centre: str = 'clip',
+  view_align: bool = False,
+  n=None,
+  mask=None,
+  level_spine: bool = True,
+):
   """Centres and optionally view-aligns one clip [M, T, V, C].
 
   centre: 'clip' subtracts person 0's centre joint (layout.center) at the first
@@ -371,6 +386,8 @@ def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=No
     view_rotation: 3-D clips so that person 0's spine points up and the average of
     its shoulder and hip headings lies along +x, both averaged over its first
     ALIGN_FRAMES present frames; 2-D clips so that the spine points up in the image.
+  level_spine: False turns the view alignment into a yaw-only rotation (view_rotation's
+    `level`).
   Entries outside `mask` (default: presence_mask(x, n)) stay exactly zero.
   """
   layout = as_layout(layout)
@@ -385,6 +402,6 @@ def normalise(x, *, layout, centre: str = 'clip', view_align: bool = False, n=No
   elif centre == 'frame':
     coords = coords - coords[0, :, layout.center][None, :, None]
   if view_align:
-    coords = apply_linear(coords, view_rotation(coords, mask, layout), d)
+    coords = apply_linear(coords, view_rotation(coords, mask, layout, level=level_spine), d)
   x = _with_coords(x, coords, d)
   return jnp.where(mask[..., None], x, 0)

@@ -209,6 +209,23 @@ def test_view_align_undoes_a_known_camera_rotation(name):
     np.testing.assert_allclose(out, aligned, atol=1e-5)
 
 
+def test_view_align_without_levelling_removes_the_yaw_only():
+  layout = NTU
+  clip = canonical_clip(layout, missing=True)
+  aligned = np.asarray(transforms.normalise(clip, layout=layout, view_align=True))
+  yaw_only = transforms.rotation_matrix(np.asarray([0.0, 2.0, 0.0]))
+  seen = _rotate(clip, np.asarray(yaw_only), 3, np.array([0.5, -1.0, 3.0]))
+  out = transforms.normalise(seen, layout=layout, view_align=True, level_spine=False)
+  np.testing.assert_allclose(np.asarray(out), aligned, atol=1e-5)
+  # A pitched camera: the levelled clip is canonical, the yaw-only one keeps the tilt.
+  cam = np.asarray(transforms.rotation_matrix(np.asarray([0.3, 2.0, 0.0])))
+  seen = _rotate(clip, cam, 3, np.array([0.5, -1.0, 3.0]))
+  level = transforms.normalise(seen, layout=layout, view_align=True)
+  tilt = transforms.normalise(seen, layout=layout, view_align=True, level_spine=False)
+  np.testing.assert_allclose(np.asarray(level), aligned, atol=1e-5)
+  assert np.abs(np.asarray(tilt) - aligned).max() > 0.05
+
+
 @pytest.mark.parametrize('facing', [1.0, -1.0])
 def test_view_align_2d_levels_the_spine_whichever_way_the_person_faces(facing):
   op = skeleton.get_layout('openpose18')
