@@ -33,6 +33,7 @@ NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_shared')
 POSITIVE_WINDOWS = ('centred', 'own')
 INTERP_DROPS = ('stride', 'random')
 INTERP_FILLS = ('linear', 'zero')
+VIEWS = ('anchor', 'positive')  # augment.extreme_views: the views given the extreme set
 
 
 # ---------------------------------------------------------------- parameters
@@ -73,6 +74,7 @@ class AugParams:
   centre: str
   view_align: bool
   level_spine: bool
+  extreme_views: tuple[str, ...] = VIEWS
 
   @classmethod
   def from_config(cls, aug, frames: int | None = None) -> AugParams:
@@ -110,6 +112,7 @@ class AugParams:
       centre=str(aug.centre),
       view_align=bool(aug.view_align),
       level_spine=bool(aug.get('level_spine', True)),
+      extreme_views=tuple(str(v) for v in aug.get('extreme_views', VIEWS)),
     )
     p.check(frames)
     return p
@@ -160,15 +163,24 @@ class AugParams:
       need(0 <= value <= 1, f'augment.{name} is a probability in [0, 1], got {value}')
     need(self.noise_std >= 0, f'augment.noise_std must be >= 0, got {self.noise_std}')
     _one_of('centre', self.centre, transforms.CENTRES)
+    for v in self.extreme_views:
+      _one_of('extreme_views entry', v, VIEWS)
 
-  def spatial(self) -> dict:
-    """The keyword settings of transforms.spatial_augment."""
+  def spatial(self, extreme: bool = True) -> dict:
+    """The keyword settings of transforms.spatial_augment.
+
+    The normal set is SkeletonCLR's spatial part, shear and scale (the crop is temporal);
+    `extreme` adds rotation, flip, noise and joint/axis masking (AimCLR's split: its
+    extreme augmentations stay out of the plain InfoNCE pair).
+    """
+    normal = dict(shear=self.shear, scale=self.scale)
+    if not extreme:
+      return normal
     return dict(
+      normal,
       noise_std=self.noise_std,
       flip_prob=self.flip_prob,
-      shear=self.shear,
       rotate=self.rotate,
-      scale=self.scale,
       joint_mask_prob=self.joint_mask_prob,
       axis_mask_prob=self.axis_mask_prob,
     )
@@ -270,8 +282,10 @@ def interpolation_input(
 # ---------------------------------------------------------------- views
 
 
-def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=None):
+def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=None, extreme=True):
   """Resample -> (frame order) -> normalise -> spatial augmentation of one clip.
+
+  `extreme`: the full spatial set, or only the normal one (AugParams.spatial).
 
   A broken `order` is applied before normalising, so the permuted clip is centred on its
   own first frame like every other view (no off-centre first frame as a static cue).
@@ -288,7 +302,7 @@ def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=
     mask=mask,
     level_spine=p.level_spine,
   )
-  return transforms.spatial_augment(key, clip, layout=layout, mask=mask, **p.spatial())
+  return transforms.spatial_augment(key, clip, layout=layout, mask=mask, **p.spatial(extreme))
 
 
 def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation):
@@ -307,10 +321,12 @@ def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negati
     speed = jnp.float32(1.0)
     p_start, p_length = transforms.random_crop(k_pos, n, p.crop_ratio)
   view = dict(p=p, layout=layout, frames=frames)
-  anchor = _view(k_aug_a, x, n, start, length, **view)
+  anchor = _view(k_aug_a, x, n, start, length, extreme='anchor' in p.extreme_views, **view)
+  # The broken clip stands in the positive's place, so it gets the positive's set.
+  view_p = dict(view, extreme='positive' in p.extreme_views)
   out = {
     'anchor': anchor,
-    'positive': _view(k_aug_p, x, n, p_start, p_length, **view),
+    'positive': _view(k_aug_p, x, n, p_start, p_length, **view_p),
     'speed': speed,
   }
   if broken_negative:
@@ -321,7 +337,7 @@ def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negati
       n_start, n_length = (
         (p_start, p_length) if p.negative_source == 'positive' else (start, length)
       )
-      out['negative'] = _view(k_aug_n, x, n, n_start, n_length, order=order, **view)
+      out['negative'] = _view(k_aug_n, x, n, n_start, n_length, order=order, **view_p)
   if interpolation:
     sparse, dropped = interpolation_input(
       k_interp,

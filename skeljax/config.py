@@ -150,6 +150,11 @@ def base_config() -> ml_collections.ConfigDict:
     joint_mask_prob=0.0,  # probability of zeroing each joint
     axis_mask_prob=0.0,  # probability of zeroing one coordinate axis
     centre='clip',  # centre on the layout's centre joint: 'clip', 'frame' or 'none'
+    # The views that get the extreme spatial set (rotate, flip, noise, joint/axis masks);
+    # the others get only the normal one (shear, scale), as in SkeletonCLR. () keeps the
+    # extreme set out of the InfoNCE pair (AimCLR's split); ('anchor',) gives the key
+    # encoder a cleaner target than the query. The broken clip follows the positive.
+    extreme_views=('anchor', 'positive'),
     # Rotate each clip by transforms.view_rotation: person 0's spine up and its mean
     # shoulder + hip heading along +x, from its first 5 present frames (2-D: the spine only).
     view_align=False,

@@ -282,6 +282,20 @@ def test_own_positive_window_is_the_baseline_view_at_the_speed():
   np.testing.assert_allclose(rate(positive), speed[:, None, None, None] * rate(anchor), atol=1e-5)
 
 
+@pytest.mark.parametrize('extreme', [(), ('anchor',), ('positive',), ('anchor', 'positive')])
+def test_extreme_views_get_the_extreme_set_and_the_others_only_the_normal_one(extreme):
+  x, n = smooth_batch()
+  flags = dict(interpolation=False)
+  wild = dict(rotate=(1.0, 1.0, 1.0), flip_prob=1.0, noise_std=0.1, shear=0.0, scale=(1.0, 1.0))
+  tame = dict(wild, rotate=(0.0, 0.0, 0.0), flip_prob=0.0, noise_std=0.0)
+  out = views_fn(aug_config(extreme_views=extreme, **wild), **flags)(jax.random.key(5), x, n)
+  plain = views_fn(aug_config(**tame), **flags)(jax.random.key(5), x, n)
+  for view in ('anchor', 'positive', 'negative'):
+    same = np.array_equal(out[view], plain[view])
+    wanted = ('positive' if view == 'negative' else view) in extreme  # broken clip: positive's
+    assert same != wanted, view
+
+
 def test_same_key_same_views_different_keys_differ():
   x, n = smooth_batch()
   fn = views_fn(aug_config())
@@ -417,6 +431,7 @@ def test_bad_config_and_n_raise():
     ('axis_mask_prob', 2.0),
     ('noise_std', -1.0),
     ('centre', 'hip'),
+    ('extreme_views', ('query',)),
   ],
 )
 def test_aug_params_rejects_each_bad_value_in_one_line(field, value):
