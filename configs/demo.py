@@ -34,6 +34,7 @@ def get_config(arg=None):
   c.pretrain.weight_decay = 1e-4
   c.pretrain.warmup_epochs = 1
   c.pretrain.log_every = 10
+  c.pretrain.monitor_every = 4  # the kNN monitor at epochs 4, 8, 12 and 16
   c.pretrain.checkpoint_every = 50
   c.linear.epochs = 60
   c.linear.batch_size = 64

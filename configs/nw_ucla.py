@@ -41,6 +41,7 @@ def get_config(arg=None):
   c.pretrain.lr = 2e-3
   c.pretrain.warmup_epochs = 2
   c.pretrain.log_every = 16
+  c.pretrain.monitor_every = 5  # kNN monitor (view 2 under the proxy; else the test view)
   c.pretrain.checkpoint_every = 160
   c.linear.epochs = 100
   c.linear.batch_size = 64
