@@ -91,6 +91,9 @@ def base_config() -> ml_collections.ConfigDict:
     data_dir=os.path.join('~', 'skeljax_data'),  # prepared array_record datasets
     manual_dir='',  # raw downloads for manual datasets (see the builder README)
     layout='ntu25',  # joint layout, see skeljax/skeleton.py
+    # What the encoder sees (transforms.to_stream, at the encoder's input on every path):
+    # 'joint' (coordinates), 'motion' (x[t+1] - x[t]) or 'bone' (x[v] - x[parent(v)]).
+    stream='joint',
     # persons, max_frames, frames (and mcc.queue_size): 0 derives the value from the
     # prepared training split when the run starts (data.derive_from_data), which prints it.
     persons=2,  # M persons kept per sample
@@ -262,7 +265,7 @@ def validate(
   config: ml_collections.ConfigDict, num_devices: int = 1, num_processes: int = 1
 ) -> None:
   """Raises ConfigError with one line for the first impossible value."""
-  from skeljax import augment, models, skeleton
+  from skeljax import augment, models, skeleton, transforms
 
   _check(
     config.num_processes in (0, num_processes),
@@ -278,6 +281,10 @@ def validate(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   d = config.data
+  _check(
+    d.stream in transforms.STREAMS,
+    f'data.stream {d.stream!r} is not one of {", ".join(transforms.STREAMS)}',
+  )
   # 0: derived from the training split once it is prepared; checked again then.
   _check(d.frames == 0 or d.frames >= 4, f'data.frames must be >= 4 (or 0), got {d.frames}')
   _check(

@@ -41,7 +41,7 @@ class EvalError(RuntimeError):
 
 def build_encoder(config):
   return models.build_encoder(
-    config.model, skeleton.get_layout(config.data.layout), config.data.frames
+    config.model, skeleton.get_layout(config.data.layout), config.data.frames, config.data.stream
   )
 
 
@@ -93,6 +93,14 @@ def encoder_variables(config, init: str):
   if meta.get('layout') not in (None, config.data.layout):
     raise EvalError(
       f'encoder in {init} was trained on layout {meta["layout"]}, not {config.data.layout}'
+    )
+  # Encoders exported before data.stream existed saw joints. The variable trees of all
+  # streams are alike (models.StreamInput), so only the recorded stream tells them apart.
+  stream = meta.get('stream', 'joint')
+  if stream != config.data.stream:
+    raise EvalError(
+      f'encoder in {init} was trained on the {stream} stream, not data.stream='
+      f'{config.data.stream}; set --config.data.stream={stream}'
     )
   return restored
 

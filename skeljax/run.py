@@ -112,6 +112,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     },
     {
       'layout': config.data.layout,
+      'stream': config.data.stream,
       'model': config.model.to_dict(),
       'frames': config.data.frames,
       'dataset': config.data.name,
