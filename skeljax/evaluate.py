@@ -79,10 +79,10 @@ def resolve_init(config, workdir: str) -> str:
 
 def encoder_variables(config, init: str):
   """Encoder variables {'params', 'batch_stats'} for 'random' or an encoder folder."""
-  variables = random_encoder_variables(config)
   if init == 'random':
-    return variables
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
+    return random_encoder_variables(config)
+  # The restore template only needs shapes: no init is compiled for it.
+  abstract = jax.eval_shape(lambda: random_encoder_variables(config))
   try:
     restored, meta = ckpt_lib.load_encoder(init, abstract)
   except (ValueError, KeyError) as e:
@@ -127,9 +127,12 @@ def _jit_on_batch(fn, mesh, out_sharding):
   return jax.jit(fn, in_shardings=(rep, batch, batch), out_shardings=out_sharding)
 
 
-def extract(config, mesh, variables, split: data.Split, indices=None):
-  """Pooled features [N, D] and labels [N] of a split, in dataset order."""
-  fn = make_feature_fn(config, mesh)
+def extract(config, mesh, variables, split: data.Split, indices=None, fn=None):
+  """Pooled features [N, D] and labels [N] of a split, in dataset order.
+
+  fn: a make_feature_fn(config, mesh) to reuse, so several splits compile it once.
+  """
+  fn = fn or make_feature_fn(config, mesh)
   variables = jax.device_put(variables, mesh_lib.replicated(mesh))
   feats, labels = [], []
   for batch, valid in data.eval_batches(split, config.eval_batch_size, indices):

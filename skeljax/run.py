@@ -44,9 +44,10 @@ class Context:
     if init not in self._features:
       if self.config.linear.recalibrate_bn:
         variables = evaluate.recalibrate_bn(self.config, self.mesh, variables, self.train)
+      fn = evaluate.make_feature_fn(self.config, self.mesh)
       self._features[init] = (
-        evaluate.extract(self.config, self.mesh, variables, self.train),
-        evaluate.extract(self.config, self.mesh, variables, self.test),
+        evaluate.extract(self.config, self.mesh, variables, self.train, fn=fn),
+        evaluate.extract(self.config, self.mesh, variables, self.test, fn=fn),
       )
     return self._features[init]
 
