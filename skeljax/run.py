@@ -17,7 +17,7 @@ import numpy as np
 
 from skeljax import checkpoint as ckpt_lib
 from skeljax import config as config_lib
-from skeljax import data, evaluate, loop, optim, plots, pretrain, results
+from skeljax import data, ensemble, evaluate, loop, optim, plots, pretrain, results
 from skeljax import mesh as mesh_lib
 from skeljax.logger import MetricsLog, read_metrics
 
@@ -166,6 +166,16 @@ def _report(ctx, name, logits, labels, feats, extra) -> dict:
   return entry
 
 
+def _fixed_probe(ctx: Context, init: str, variables):
+  """config.linear's probe on frozen features: test logits [N, K], labels [N], features [N, D]."""
+  sec = ctx.config.linear
+  (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
+  if sec.standardize:
+    tr_f, te_f = evaluate.standardize(tr_f, te_f)
+  clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, ctx.config.seed)
+  return np.asarray(clf.apply({'params': params}, jnp.asarray(te_f))), te_y, te_f
+
+
 def _linear(ctx: Context, name: str, init: str) -> dict:
   config, sec = ctx.config, ctx.config.linear
   variables = evaluate.encoder_variables(config, init)
@@ -192,13 +202,8 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
     protocol['batch_size'] = bs
   else:
-    (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
-    if sec.standardize:
-      tr_f, te_f = evaluate.standardize(tr_f, te_f)
     protocol.update(standardize=sec.standardize, recalibrate_bn=sec.recalibrate_bn)
-    clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
-    logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
-    labels, feats = te_y, te_f
+    logits, labels, feats = _fixed_probe(ctx, init, variables)
   return _report(
     ctx, name, logits, labels, feats, {'n_train': ctx.train.size, 'init': init, **protocol}
   )
@@ -292,6 +297,47 @@ def stage_semi(ctx: Context) -> dict[str, dict]:
   return {'semi': entry}
 
 
+def stage_ensemble(ctx: Context) -> dict[str, dict]:
+  """Late fusion of one linear probe per member encoder (skeljax/ensemble.py).
+
+  Every member gets config.linear's fixed-feature probe (linear.augment is not used) on
+  this run's split; their softmax probabilities are summed with ensemble.weights.
+  """
+  sec = ctx.config.linear
+  members = ensemble.members(ctx.config, ctx.workdir)
+  w = ensemble.weights(ctx.config, len(members))
+  probs, rows, labels = [], [], None
+  for m, wi in zip(members, w, strict=True):
+    # Another member's features come from its own config (stream, frames, model).
+    mctx = ctx if m.own else dataclasses.replace(ctx, config=m.config, _features={})
+    logits, labels, _ = _fixed_probe(
+      mctx, m.encoder, evaluate.encoder_variables(m.config, m.encoder)
+    )
+    probs.append(np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)))
+    acc = evaluate.accuracy(logits, labels)
+    stream, model = m.config.data.stream, m.config.model.name
+    rows.append({'run': m.run, 'stream': stream, 'model': model, 'weight': float(wi), **acc})
+  fused = ensemble.fuse(np.stack(probs), w)
+  extra = {
+    'n_train': ctx.train.size,
+    'init': '+'.join(r['stream'] for r in rows),
+    'members': rows,
+    'fusion': 'weighted sum of softmax probabilities',
+    'epochs': sec.epochs,
+    'batch_size': sec.batch_size,
+    'lr': sec.lr,
+    'optimizer': sec.optimizer,
+    'encoder': 'frozen',
+    'standardize': sec.standardize,
+    'recalibrate_bn': sec.recalibrate_bn,
+  }
+  if ctx.writer:
+    # The members' test probabilities: other weights can be tried without a rerun.
+    extra['probs_npz'] = os.path.join(ctx.workdir, 'ensemble_probs.npz')
+    np.savez(extra['probs_npz'], probs=np.stack(probs), weights=w, labels=labels)
+  return {'ensemble': _report(ctx, 'ensemble', fused, labels, None, extra)}
+
+
 STAGE_FNS = {
   'pretrain': stage_pretrain,
   'linear': stage_linear,
@@ -299,6 +345,7 @@ STAGE_FNS = {
   'finetune': stage_finetune,
   'semi': stage_semi,
   'scratch': stage_scratch,
+  'ensemble': stage_ensemble,
 }
 
 
@@ -307,6 +354,8 @@ def stage_protocol(config, stage: str) -> dict:
   sections = ['data', 'model', 'augment', stage]
   if stage == 'pretrain':
     sections.append('mcc')
+  if stage == 'ensemble':
+    sections.append('linear')
   fp = ckpt_lib.fingerprint(config, sections)
   fp['init_from'] = config.init_from
   return fp
@@ -353,6 +402,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """
   config_lib.validate(config, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  ensemble.check(config, workdir)  # reads the member runs before any stage trains
   writer = jax.process_index() == 0
   builder = data.prepare(config.data, is_writer=writer)
   if jax.process_count() > 1:
