@@ -23,6 +23,11 @@ _IGNORED = {
 }
 
 
+# Fields added after runs existed, with the value those runs had: left out of the
+# fingerprint at that value, so older checkpoints and finished stages still match.
+_ADDED = {('data', 'stream'): 'joint'}
+
+
 class CheckpointMismatch(RuntimeError):
   """Resuming with a config that would not continue the same run."""
 
@@ -31,7 +36,11 @@ def fingerprint(config, sections) -> dict:
   """A JSON-able dict of the config fields that define a stage's run."""
   out = {'seed': config.seed, 'objective': config.objective}
   for name in sections:
-    out[name] = {k: v for k, v in config[name].to_dict().items() if k not in _IGNORED}
+    out[name] = {
+      k: v
+      for k, v in config[name].to_dict().items()
+      if k not in _IGNORED and not ((name, k) in _ADDED and _ADDED[name, k] == v)
+    }
   return json.loads(json.dumps(out, default=list))
 
 

@@ -13,7 +13,7 @@ import pathlib
 
 import ml_collections
 
-STAGES = ('pretrain', 'linear', 'knn', 'finetune', 'semi', 'scratch')
+STAGES = ('pretrain', 'linear', 'knn', 'finetune', 'semi', 'scratch', 'ensemble')
 OBJECTIVES = ('mcc', 'contrastive')
 
 
@@ -91,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
     data_dir=os.path.join('~', 'skeljax_data'),  # prepared array_record datasets
     manual_dir='',  # raw downloads for manual datasets (see the builder README)
     layout='ntu25',  # joint layout, see skeljax/skeleton.py
+    # What the encoder sees (transforms.to_stream, at the encoder's input on every path):
+    # 'joint' (coordinates), 'motion' (x[t+1] - x[t]) or 'bone' (x[v] - x[parent(v)]).
+    # One encoder per stream, fused by the ensemble stage, gives the field's "3s" numbers.
+    stream='joint',
     # persons, max_frames, frames (and mcc.queue_size): 0 derives the value from the
     # prepared training split when the run starts (data.derive_from_data), which prints it.
     persons=2,  # M persons kept per sample
@@ -286,6 +290,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.finetune = _train_section(epochs=100, batch_size=128, lr=0.1)
   c.semi = _train_section(epochs=100, batch_size=128, lr=0.1, fractions=(0.01, 0.1))
   c.scratch = _train_section(epochs=100, batch_size=128, lr=0.1)
+  # The ensemble stage: a linear probe per pretrained encoder (config.linear's fixed-feature
+  # protocol, on this run's split), softmax probabilities fused by a weighted sum.
+  c.ensemble = _section(
+    # Workdirs of finished pretraining runs (each with encoder/ and config.json), usually
+    # one per stream. This run's own encoder comes first when its stages hold 'pretrain'.
+    runs=(),
+    weights=(),  # one >= 0 per member (own encoder first); () = equal weights
+  )
   c.eval_batch_size = 256  # feature extraction batch
   return c
 
@@ -299,7 +311,7 @@ def validate(
   config: ml_collections.ConfigDict, num_devices: int = 1, num_processes: int = 1
 ) -> None:
   """Raises ConfigError with one line for the first impossible value."""
-  from skeljax import augment, models, skeleton
+  from skeljax import augment, models, skeleton, transforms
 
   _check(
     config.num_processes in (0, num_processes),
@@ -315,6 +327,10 @@ def validate(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   d = config.data
+  _check(
+    d.stream in transforms.STREAMS,
+    f'data.stream {d.stream!r} is not one of {", ".join(transforms.STREAMS)}',
+  )
   # 0: derived from the training split once it is prepared; checked again then.
   _check(d.frames == 0 or d.frames >= 4, f'data.frames must be >= 4 (or 0), got {d.frames}')
   _check(
@@ -455,6 +471,38 @@ def validate(
     )
   for f in config.semi.fractions:
     _check(0 < f <= 1, f'semi.fractions must lie in (0, 1], got {f}')
+  _validate_ensemble(config)
+
+
+def _validate_ensemble(config) -> None:
+  """The ensemble section's checks that need no files (ensemble.check reads them)."""
+  if 'ensemble' not in config.stages:
+    return
+  e, stages = config.ensemble, list(config.stages)
+  own = 'pretrain' in stages
+  _check(
+    not own or stages.index('pretrain') < stages.index('ensemble'),
+    "stage ensemble uses this run's encoder, so put it after pretrain in config.stages",
+  )
+  members = len(e.runs) + own
+  listed = f"this run's encoder + {len(e.runs)}" if own else f'{len(e.runs)}'
+  _check(
+    members >= 1,
+    'the ensemble stage needs encoders: set --config.ensemble.runs to pretrained workdirs',
+  )
+  _check(
+    all(isinstance(r, str) and r for r in e.runs),
+    f'ensemble.runs must be workdir paths, got {tuple(e.runs)}',
+  )
+  _check(
+    not e.weights or len(e.weights) == members,
+    f'ensemble.weights has {len(e.weights)} values for {members} members '
+    f'({listed} in ensemble.runs)',
+  )
+  _check(
+    all(w >= 0 for w in e.weights) and (not e.weights or sum(e.weights) > 0),
+    f'ensemble.weights must be >= 0 and not all 0, got {tuple(e.weights)}',
+  )
 
 
 def parse_arg(arg: str | None, protocols: tuple[str, ...], default: str) -> tuple[str, set[str]]:

@@ -42,7 +42,7 @@ class EvalError(RuntimeError):
 
 def build_encoder(config):
   return models.build_encoder(
-    config.model, skeleton.get_layout(config.data.layout), config.data.frames
+    config.model, skeleton.get_layout(config.data.layout), config.data.frames, config.data.stream
   )
 
 
@@ -80,10 +80,10 @@ def resolve_init(config, workdir: str) -> str:
 
 def encoder_variables(config, init: str):
   """Encoder variables {'params', 'batch_stats'} for 'random' or an encoder folder."""
-  variables = random_encoder_variables(config)
   if init == 'random':
-    return variables
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
+    return random_encoder_variables(config)
+  # The restore template only needs shapes: no init is compiled for it.
+  abstract = jax.eval_shape(lambda: random_encoder_variables(config))
   try:
     restored, meta = ckpt_lib.load_encoder(init, abstract)
   except (ValueError, KeyError) as e:
@@ -94,6 +94,14 @@ def encoder_variables(config, init: str):
   if meta.get('layout') not in (None, config.data.layout):
     raise EvalError(
       f'encoder in {init} was trained on layout {meta["layout"]}, not {config.data.layout}'
+    )
+  # Encoders exported before data.stream existed saw joints. The variable trees of all
+  # streams are alike (models.StreamInput), so only the recorded stream tells them apart.
+  stream = meta.get('stream', 'joint')
+  if stream != config.data.stream:
+    raise EvalError(
+      f'encoder in {init} was trained on the {stream} stream, not data.stream='
+      f'{config.data.stream}; set --config.data.stream={stream}'
     )
   return restored
 
@@ -120,9 +128,12 @@ def _jit_on_batch(fn, mesh, out_sharding):
   return jax.jit(fn, in_shardings=(rep, batch, batch), out_shardings=out_sharding)
 
 
-def extract(config, mesh, variables, split: data.Split, indices=None):
-  """Pooled features [N, D] and labels [N] of a split, in dataset order."""
-  fn = make_feature_fn(config, mesh)
+def extract(config, mesh, variables, split: data.Split, indices=None, fn=None):
+  """Pooled features [N, D] and labels [N] of a split, in dataset order.
+
+  fn: a make_feature_fn(config, mesh) to reuse, so several splits compile it once.
+  """
+  fn = fn or make_feature_fn(config, mesh)
   variables = jax.device_put(variables, mesh_lib.replicated(mesh))
   feats, labels = [], []
   for batch, valid in data.eval_batches(split, config.eval_batch_size, indices):
@@ -256,7 +267,33 @@ def per_class(pred: np.ndarray, labels: np.ndarray, names, reversed_pairs=()) ->
   return out
 
 
-def recalibrate_bn(config, mesh, variables, split: data.Split):
+def make_recalibrate_fn(config, mesh):
+  """Jitted (variables, x, n) -> this batch's BN statistics of clean clips (recalibrate_bn)."""
+  encoder = build_encoder(config)
+  layout = skeleton.get_layout(config.data.layout)
+
+  def batch_stats(variables, x, n):
+    clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
+    full = models.full_lengths(clips)
+
+    def upd(start):
+      _, u = encoder.apply(
+        {'params': variables['params'], 'batch_stats': start},
+        clips,
+        full,
+        train=True,
+        mutable=['batch_stats'],
+      )
+      return u['batch_stats']
+
+    from_zero = upd(jax.tree.map(jnp.zeros_like, variables['batch_stats']))
+    from_one = upd(jax.tree.map(jnp.ones_like, variables['batch_stats']))
+    return jax.tree.map(lambda a, b: a / (1.0 - (b - a)), from_zero, from_one)
+
+  return _jit_on_batch(batch_stats, mesh, mesh_lib.replicated(mesh))
+
+
+def recalibrate_bn(config, mesh, variables, split: data.Split, fn=None):
   """Encoder variables whose BN statistics are re-estimated on clean clips of `split`.
 
   Pretraining gathered the running statistics on augmented views in ghost batches; the
@@ -264,29 +301,15 @@ def recalibrate_bn(config, mesh, variables, split: data.Split):
   train-mode BN) replaces them by the mean of the per-batch statistics ("precise BN").
   Each batch's statistics are read off the module's own update rule
   new = m * old + (1 - m) * batch, applied to zeros and to ones.
+  fn: a make_recalibrate_fn(config, mesh) to reuse (the kNN monitor calls this often).
   """
   if not variables.get('batch_stats'):
     return variables
-  encoder = build_encoder(config)
-  layout = skeleton.get_layout(config.data.layout)
-  zeros = jax.tree.map(jnp.zeros_like, variables['batch_stats'])
-  ones = jax.tree.map(jnp.ones_like, variables['batch_stats'])
-
-  def batch_stats(params, x, n):
-    clips = augment.eval_clip(x, n, aug=config.augment, layout=layout, frames=config.data.frames)
-    full = models.full_lengths(clips)
-
-    def upd(start):
-      _, u = encoder.apply(
-        {'params': params, 'batch_stats': start}, clips, full, train=True, mutable=['batch_stats']
-      )
-      return u['batch_stats']
-
-    from_zero, from_one = upd(zeros), upd(ones)
-    return jax.tree.map(lambda a, b: a / (1.0 - (b - a)), from_zero, from_one)
-
-  fn = _jit_on_batch(batch_stats, mesh, mesh_lib.replicated(mesh))
-  params = jax.device_put(variables['params'], mesh_lib.replicated(mesh))
+  fn = fn or make_recalibrate_fn(config, mesh)
+  rep = jax.device_put(
+    {'params': variables['params'], 'batch_stats': variables['batch_stats']},
+    mesh_lib.replicated(mesh),
+  )
   bs = min(config.eval_batch_size, split.size - split.size % jax.device_count())
   steps = max(split.size // bs, 1)
   total = None
@@ -299,7 +322,7 @@ def recalibrate_bn(config, mesh, variables, split: data.Split):
     num_threads=config.data.num_threads,
   ):
     g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
-    stats = fn(params, g['x'], g['n'])
+    stats = fn(rep, g['x'], g['n'])
     total = stats if total is None else jax.tree.map(jnp.add, total, stats)
   mean = jax.tree.map(lambda t: np.asarray(t) / steps, total)
   return {**variables, 'batch_stats': mean}

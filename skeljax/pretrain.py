@@ -55,7 +55,7 @@ def make_nets(config) -> Nets:
   layout = skeleton.get_layout(config.data.layout)
   frames = config.data.frames
   return Nets(
-    encoder=models.build_encoder(config.model, layout, frames),
+    encoder=models.build_encoder(config.model, layout, frames, config.data.stream),
     projector=heads.ProjectionHead(
       hidden=config.model.projection_hidden,
       out=config.mcc.feature_dim,

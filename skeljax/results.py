@@ -117,6 +117,8 @@ class Results:
       )
       if 'k' in e:
         details = ', '.join(f'k={k}: {e[f"k{k}"]["top1"]:.1f}' for k in e['k'])
+      if 'members' in e:  # the ensemble: each member's own top-1
+        details = ', '.join(f'{m["stream"]} {m["top1"]:.1f}' for m in e['members'])
       lines.append(
         f'| {name} | {e.get("top1", float("nan")):.2f} | '
         f'{e.get("top5", float("nan")):.2f} | {e.get("n_train", "")} | '

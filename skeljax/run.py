@@ -17,7 +17,7 @@ import numpy as np
 
 from skeljax import checkpoint as ckpt_lib
 from skeljax import config as config_lib
-from skeljax import data, evaluate, loop, optim, plots, pretrain, results
+from skeljax import data, ensemble, evaluate, loop, optim, plots, pretrain, results
 from skeljax import mesh as mesh_lib
 from skeljax.logger import MetricsLog, read_metrics
 
@@ -30,6 +30,7 @@ class Context:
   train: data.Split
   test: data.Split
   _features: dict = dataclasses.field(default_factory=dict)
+  _jitted: dict = dataclasses.field(default_factory=dict)
 
   @property
   def writer(self) -> bool:
@@ -47,6 +48,13 @@ class Context:
       self._features[init] = frozen_features(self, variables)
     return self._features[init]
 
+  def jitted(self, name: str, make):
+    """A jitted function of this context's config, built once (the monitor reuses it)."""
+    key = (name, id(self.config))  # an ensemble member's context has its own config
+    if key not in self._jitted:
+      self._jitted[key] = make()
+    return self._jitted[key]
+
   def png(self, name: str) -> str:
     return os.path.join(self.workdir, 'plots', name)
 
@@ -57,11 +65,14 @@ def frozen_features(ctx: Context, variables):
   The one feature protocol of the frozen stages and the kNN monitor: with
   linear.recalibrate_bn the BN statistics are first re-estimated on clean training clips.
   """
-  if ctx.config.linear.recalibrate_bn:
-    variables = evaluate.recalibrate_bn(ctx.config, ctx.mesh, variables, ctx.train)
+  config, mesh = ctx.config, ctx.mesh
+  if config.linear.recalibrate_bn:
+    fn = ctx.jitted('recalibrate', lambda: evaluate.make_recalibrate_fn(config, mesh))
+    variables = evaluate.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
+  fn = ctx.jitted('features', lambda: evaluate.make_feature_fn(config, mesh))
   return (
-    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.train),
-    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.test),
+    evaluate.extract(config, mesh, variables, ctx.train, fn=fn),
+    evaluate.extract(config, mesh, variables, ctx.test, fn=fn),
   )
 
 
@@ -158,6 +169,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     },
     {
       'layout': config.data.layout,
+      'stream': config.data.stream,
       'model': config.model.to_dict(),
       'frames': config.data.frames,
       'dataset': config.data.name,
@@ -216,6 +228,21 @@ def _report(ctx, name, logits, labels, feats, extra) -> dict:
   return entry
 
 
+def _fixed_probe(ctx: Context, init: str, variables):
+  """config.linear's probe on frozen features.
+
+  Returns test logits [N, K], labels [N], the probe's features [N, D] and the number of
+  dead (constant) training dimensions that standardize drops.
+  """
+  sec = ctx.config.linear
+  (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
+  dead = int(np.sum(~evaluate.live_dimensions(tr_f)))
+  if sec.standardize:
+    tr_f, te_f = evaluate.standardize(tr_f, te_f)
+  clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, ctx.config.seed)
+  return np.asarray(clf.apply({'params': params}, jnp.asarray(te_f))), te_y, te_f, dead
+
+
 def _linear(ctx: Context, name: str, init: str) -> dict:
   config, sec = ctx.config, ctx.config.linear
   variables = evaluate.encoder_variables(config, init)
@@ -244,14 +271,10 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     # The augmented probe runs the encoder with its own BN statistics on raw features.
     protocol.update(standardize=False, recalibrate_bn=False)
   else:
-    (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
     protocol.update(standardize=sec.standardize, recalibrate_bn=sec.recalibrate_bn)
+    logits, labels, feats, dead = _fixed_probe(ctx, init, variables)
     if sec.standardize:
-      protocol['dead_dims'] = int(np.sum(~evaluate.live_dimensions(tr_f)))
-      tr_f, te_f = evaluate.standardize(tr_f, te_f)
-    clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, config.seed)
-    logits = np.asarray(clf.apply({'params': params}, jnp.asarray(te_f)))
-    labels, feats = te_y, te_f
+      protocol['dead_dims'] = dead
   return _report(
     ctx, name, logits, labels, feats, {'n_train': ctx.train.size, 'init': init, **protocol}
   )
@@ -347,6 +370,47 @@ def stage_semi(ctx: Context) -> dict[str, dict]:
   return {'semi': entry}
 
 
+def stage_ensemble(ctx: Context) -> dict[str, dict]:
+  """Late fusion of one linear probe per member encoder (skeljax/ensemble.py).
+
+  Every member gets config.linear's fixed-feature probe (linear.augment is not used) on
+  this run's split; their softmax probabilities are summed with ensemble.weights.
+  """
+  sec = ctx.config.linear
+  members = ensemble.members(ctx.config, ctx.workdir)
+  w = ensemble.weights(ctx.config, len(members))
+  probs, rows, labels = [], [], None
+  for m, wi in zip(members, w, strict=True):
+    # Another member's features come from its own config (stream, frames, model).
+    mctx = ctx if m.own else dataclasses.replace(ctx, config=m.config, _features={})
+    logits, labels, _, _ = _fixed_probe(
+      mctx, m.encoder, evaluate.encoder_variables(m.config, m.encoder)
+    )
+    probs.append(np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)))
+    acc = evaluate.accuracy(logits, labels)
+    stream, model = m.config.data.stream, m.config.model.name
+    rows.append({'run': m.run, 'stream': stream, 'model': model, 'weight': float(wi), **acc})
+  fused = ensemble.fuse(np.stack(probs), w)
+  extra = {
+    'n_train': ctx.train.size,
+    'init': '+'.join(r['stream'] for r in rows),
+    'members': rows,
+    'fusion': 'weighted sum of softmax probabilities',
+    'epochs': sec.epochs,
+    'batch_size': sec.batch_size,
+    'lr': sec.lr,
+    'optimizer': sec.optimizer,
+    'encoder': 'frozen',
+    'standardize': sec.standardize,
+    'recalibrate_bn': sec.recalibrate_bn,
+  }
+  if ctx.writer:
+    # The members' test probabilities: other weights can be tried without a rerun.
+    extra['probs_npz'] = os.path.join(ctx.workdir, 'ensemble_probs.npz')
+    np.savez(extra['probs_npz'], probs=np.stack(probs), weights=w, labels=labels)
+  return {'ensemble': _report(ctx, 'ensemble', fused, labels, None, extra)}
+
+
 STAGE_FNS = {
   'pretrain': stage_pretrain,
   'linear': stage_linear,
@@ -354,6 +418,7 @@ STAGE_FNS = {
   'finetune': stage_finetune,
   'semi': stage_semi,
   'scratch': stage_scratch,
+  'ensemble': stage_ensemble,
 }
 
 
@@ -362,6 +427,8 @@ def stage_protocol(config, stage: str) -> dict:
   sections = ['data', 'model', 'augment', stage]
   if stage == 'pretrain':
     sections.append('mcc')
+  if stage == 'ensemble':
+    sections.append('linear')
   fp = ckpt_lib.fingerprint(config, sections)
   fp['init_from'] = config.init_from
   if stage == 'knn':  # the kNN reads Context.features, which this flag changes
@@ -421,6 +488,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """
   config_lib.validate(config, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  ensemble.check(config, workdir)  # reads the member runs before any stage trains
   writer = jax.process_index() == 0
   builder = data.prepare(config.data, is_writer=writer)
   if jax.process_count() > 1:

@@ -42,6 +42,7 @@ import numpy as np
 from skeljax import skeleton
 
 PAD_MODES = ('clip', 'edge', 'shift')
+STREAMS = ('joint', 'motion', 'bone')
 CENTRES = ('clip', 'frame', 'none')
 _EPS = float(np.finfo(np.float32).eps)
 _SNAP_ULPS = 8
@@ -405,3 +406,52 @@ def normalise(
     coords = apply_linear(coords, view_rotation(coords, mask, layout, level=level_spine), d)
   x = _with_coords(x, coords, d)
   return jnp.where(mask[..., None], x, 0)
+
+
+# ---------------------------------------------------------------- input streams
+
+
+def to_stream(x, layout, stream: str, n=None):
+  """The joint, motion or bone stream of clips (the '3s' inputs of SkeletonCLR, AimCLR, CMD).
+
+  'joint' is x itself. 'motion' at frame t is x[t+1] - x[t] (per person and joint); the
+  last frame's motion is 0. 'bone' at joint v is x[v] - x[parent(v)] (layout.parents);
+  the root's bone is the zero vector, as in pyskl and SkeletonCLR, so the bone stream,
+  like the motion stream, does not see where the skeleton stands.
+  Only the first layout.coord_dims channels are differenced; the others (OpenPose
+  confidence) pass through. Zeros stay zeros: an all-zero entry stays all-zero, and a
+  difference with an absent entry (the frame after the last valid one, an undetected
+  parent joint) is 0 rather than a jump to the origin.
+
+  Args:
+    x: [..., M, T, V, C] for layout.
+    n: [...] valid frames, or None when all T are; frames >= n count as absent.
+  Returns:
+    [..., M, T, V, C] in x's dtype.
+  """
+  layout = as_layout(layout)
+  need(stream in STREAMS, f'to_stream: stream {stream!r} is not one of {", ".join(STREAMS)}')
+  need(
+    jnp.ndim(x) >= 4 and tuple(x.shape[-2:]) == (layout.num_joints, layout.num_channels),
+    f'to_stream: x must be [..., M, T, {layout.num_joints}, {layout.num_channels}] for layout '
+    f'{layout.name}, got shape {tuple(jnp.shape(x))}',
+  )
+  if stream == 'joint':
+    return x
+  present = jnp.any(x != 0, axis=-1)  # [..., M, T, V]
+  if n is not None:
+    valid = jnp.arange(x.shape[-3]) < jnp.asarray(n)[..., None]  # [..., T]
+    present = present & valid[..., None, :, None]
+  d = layout.coord_dims
+  coords = x[..., :d]
+  if stream == 'motion':
+    shift = lambda a: jnp.concatenate([a[..., 1:, :, :], jnp.zeros_like(a[..., :1, :, :])], -3)
+    diff = shift(coords) - coords
+    both = present & shift(present[..., None])[..., 0]
+  else:
+    # The root is its own parent, so its bone is x - x = 0.
+    parent = np.where(np.asarray(layout.parents) < 0, np.arange(layout.num_joints), layout.parents)
+    diff = coords - coords[..., parent, :]
+    both = present & present[..., parent]
+  x = _with_coords(x, jnp.where(both[..., None], diff, 0), d)
+  return jnp.where(present[..., None], x, 0)
