@@ -26,11 +26,11 @@ def spies(monkeypatch):
   def encoder_variables(config, init):
     return {'params': {'init': init}, 'batch_stats': {'mean': 0.0}}
 
-  def recalibrate_bn(config, mesh_, variables, split):
+  def recalibrate_bn(config, mesh_, variables, split, fn=None):
     calls['recalibrate'].append(variables['params']['init'])
     return {**variables, 'batch_stats': {'mean': 1.0}}
 
-  def extract(config, mesh_, variables, split, indices=None):
+  def extract(config, mesh_, variables, split, indices=None, fn=None):
     calls['extract'].append((variables['params']['init'], variables['batch_stats']['mean']))
     labels = split.labels()
     rng = np.random.default_rng(len(calls['extract']))

@@ -17,20 +17,21 @@ from skeljax import ensemble, models, skeleton, transforms
 
 from .conftest import REPO
 
-# hip -> knee -> foot, with an OpenPose-like confidence channel.
+# A hip with two knees, with an OpenPose-like confidence channel.
 TOY = skeleton.Layout(
   name='toy',
-  joint_names=('hip', 'knee', 'foot'),
-  parents=(-1, 0, 1),
+  joint_names=('hip', 'kneeLeft', 'kneeRight'),
+  parents=(-1, 0, 0),
   center=0,
   shoulders=(1, 2),
+  hips=(1, 2),
   channels=('x', 'y', 'score'),
   coord_dims=2,
 )
 
 
 def toy_clip():
-  """[M=2, T=3, V=3, C=3]: person 1 absent, the knee undetected at frame 1."""
+  """[M=2, T=3, V=3, C=3]: person 1 absent, the left knee undetected at frame 1."""
   x = np.zeros((2, 3, 3, 3), np.float32)
   x[0, 0] = [[1, 2, 0.9], [1, 3, 0.8], [2, 5, 0.7]]
   x[0, 1] = [[2, 2, 0.9], [0, 0, 0.0], [3, 6, 0.6]]
@@ -53,9 +54,9 @@ def test_motion_of_a_hand_made_clip():
 def test_bone_of_a_hand_made_clip():
   want = np.zeros((2, 3, 3, 3), np.float32)
   # x[v] - x[parent]; the root's bone is 0, so is a bone with an absent end.
-  want[0, 0] = [[0, 0, 0.9], [0, 1, 0.8], [1, 2, 0.7]]
-  want[0, 1] = [[0, 0, 0.9], [0, 0, 0.0], [0, 0, 0.6]]
-  want[0, 2] = [[0, 0, 0.5], [-2, 3, 0.4], [1, 3, 0.3]]
+  want[0, 0] = [[0, 0, 0.9], [0, 1, 0.8], [1, 3, 0.7]]
+  want[0, 1] = [[0, 0, 0.9], [0, 0, 0.0], [1, 4, 0.6]]
+  want[0, 2] = [[0, 0, 0.5], [-2, 3, 0.4], [-1, 6, 0.3]]
   np.testing.assert_array_equal(transforms.to_stream(toy_clip(), TOY, 'bone'), want)
 
 
