@@ -20,6 +20,12 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   random            random-init encoder -> linear
   scratch           supervised from random init
   mcc_finetune      MCC's encoder (row mcc) fine-tuned end to end
+  contrastive_motion, contrastive_bone, mcc_motion, mcc_bone
+                    the row pretrained on the motion / bone stream (data.stream) -> linear
+  contrastive_2s, mcc_2s   the joint + motion ensemble of those rows' encoders (stage
+                    `ensemble`: each stream's probe, softmax probabilities summed)
+  contrastive_3s, mcc_3s   joint + motion + bone, the field's "3s" number
+  The stream and ensemble rows run only with --rows; an ensemble row needs its members.
 
 A row whose config equals the mcc row's (neg_reverse while the default negative is the
 reversed clip) is not trained twice: the table lists it as "neg_reverse (= mcc)".
@@ -59,10 +65,31 @@ PRETRAIN_ROWS = {
   'neg_shuffle': {'augment.negative': 'segment_shuffle'},
   'neg_reverse': {'augment.negative': 'reverse'},
 }
-ROWS = (*PRETRAIN_ROWS, 'contrastive_time', 'random', 'scratch', 'mcc_finetune')
+STREAM_ROWS = {
+  f'{objective}_{stream}': {**PRETRAIN_ROWS[objective], 'data.stream': stream}
+  for objective in ('mcc', 'contrastive')
+  for stream in ('motion', 'bone')
+}
+PRETRAIN_ROWS.update(STREAM_ROWS)
+# Ensemble rows: the member rows whose encoders (same seed) the `ensemble` stage fuses.
+ENSEMBLE_ROWS = {
+  f'{objective}_{name}': (objective, *(f'{objective}_{s}' for s in streams))
+  for objective in ('mcc', 'contrastive')
+  for name, streams in (('2s', ('motion',)), ('3s', ('motion', 'bone')))
+}
+ROWS = (
+  *PRETRAIN_ROWS,
+  'contrastive_time',
+  'random',
+  'scratch',
+  'mcc_finetune',
+  *ENSEMBLE_ROWS,
+)
 # Rows a study without --rows runs: every row but speed_only (no-negative and
-# no-interpolation bracket it; it costs three more pretrainings).
-DEFAULT_ROWS = tuple(r for r in ROWS if r != 'speed_only')
+# no-interpolation bracket it; it costs three more pretrainings) and the stream rows.
+DEFAULT_ROWS = tuple(
+  r for r in ROWS if r != 'speed_only' and r not in STREAM_ROWS and r not in ENSEMBLE_ROWS
+)
 # Pretraining metrics the study follows (those a row logs).
 CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp')
 
@@ -93,6 +120,9 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
   elif row == 'mcc_finetune':
     c.stages = ('finetune',)
     c.init_from = os.path.join(workdir, 'mcc', f'seed{seed}')
+  elif row in ENSEMBLE_ROWS:
+    c.stages = ('ensemble',)
+    c.ensemble.runs = tuple(os.path.join(workdir, m, f'seed{seed}') for m in ENSEMBLE_ROWS[row])
   else:
     raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
   return c
@@ -184,6 +214,8 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
     if not runs:
       continue
     main = {'scratch': 'scratch', 'mcc_finetune': 'finetune'}.get(row, 'linear')
+    if row in ENSEMBLE_ROWS:
+      main = 'ensemble'
     top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
     knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
@@ -287,6 +319,12 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
         time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
       if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):
         print(f'study: {row} needs row mcc of seed {seed}; skipped', flush=True)
+        continue
+      missing = [
+        m for m in ENSEMBLE_ROWS.get(row, ()) if not _load(os.path.join(workdir, m, f'seed{seed}'))
+      ]
+      if missing:
+        print(f'study: {row} needs rows {", ".join(missing)} of seed {seed}; skipped', flush=True)
         continue
       print(f'study: {row}, seed {seed}', flush=True)
       run.train_and_evaluate(

@@ -145,6 +145,26 @@ def test_curves_average_seeds_at_common_steps_and_table_the_last_interval(tmp_pa
   assert '| random |' not in table.split('last logging interval')[1]
 
 
-def test_default_rows_leave_out_speed_only_but_accept_it():
+def test_default_rows_leave_out_speed_only_and_the_streams_but_accept_them():
   assert 'speed_only' not in study.DEFAULT_ROWS and 'speed_only' in study.ROWS
-  assert set(study.DEFAULT_ROWS) | {'speed_only'} == set(study.ROWS)
+  extra = {'speed_only', *study.STREAM_ROWS, *study.ENSEMBLE_ROWS}
+  assert set(study.DEFAULT_ROWS) | extra == set(study.ROWS)
+  assert not extra & set(study.DEFAULT_ROWS)
+
+
+def test_stream_and_ensemble_rows(tmp_path):
+  base = config_lib.base_config()
+  motion = study.row_config(base, 'contrastive_motion', 2, str(tmp_path))
+  assert motion.objective == 'contrastive' and motion.data.stream == 'motion'
+  assert study.row_config(base, 'mcc_bone', 2, str(tmp_path)).data.stream == 'bone'
+  two = study.row_config(base, 'contrastive_2s', 2, str(tmp_path))
+  assert two.stages == ('ensemble',)
+  assert two.ensemble.runs == tuple(
+    str(tmp_path / r / 'seed2') for r in ('contrastive', 'contrastive_motion')
+  )
+  three = study.row_config(base, 'mcc_3s', 2, str(tmp_path))
+  assert [p.split('/')[-2] for p in three.ensemble.runs] == ['mcc', 'mcc_motion', 'mcc_bone']
+  # The table reads an ensemble row's fused top-1.
+  _fake_run(tmp_path / 'contrastive_2s' / 'seed0', 0, 88.0, stage='ensemble')
+  (rec,) = study.summarize(str(tmp_path), ['contrastive_2s'], [0])
+  assert rec['protocol'] == 'ensemble' and rec['top1']['mean'] == 88.0
