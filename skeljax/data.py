@@ -133,10 +133,32 @@ def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:
         file_format='array_record',
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
       )
+      mapping = label_mapping(builder)
+      if mapping:
+        print(mapping, flush=True)
   except (common.BadDataError, FileNotFoundError) as e:
     raise DataError(f'{_full_name(builder)}: {" ".join(str(e).split())}') from None
   print(build_summary(builder), flush=True)
   return builder
+
+
+def label_mapping(builder, shown: int = 20) -> str:
+  """One line with the class name -> id mapping of a builder whose labels were names.
+
+  '' for a builder without one in its metadata (`labels`, skeleton_folder) or whose label
+  column held ids. The first `shown` classes are listed; all are in metadata.json.
+  """
+  labels = (builder.info.metadata or {}).get('labels') or {}
+  if labels.get('column') != 'names':
+    return ''
+  ids = labels['ids']
+  how = {'sorted': 'sorted, numbers by value'}.get(
+    labels['order'], f'in the order of {labels["order"]}'
+  )
+  pairs = ', '.join(f'{n}={i}' for n, i in sorted(ids.items(), key=lambda p: p[1])[:shown])
+  if len(ids) > shown:
+    pairs += f', ... (all {len(ids)} in {os.path.join(builder.data_dir, "metadata.json")})'
+  return f'{_full_name(builder)}: class ids of the {len(ids)} label names ({how}): {pairs}'
 
 
 def build_summary(builder) -> str:
