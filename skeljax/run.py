@@ -60,8 +60,8 @@ def frozen_features(ctx: Context, variables):
   if ctx.config.linear.recalibrate_bn:
     variables = evaluate.recalibrate_bn(ctx.config, ctx.mesh, variables, ctx.train)
   return (
-    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.train),
-    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.test),
+    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.train, what='features train'),
+    evaluate.extract(ctx.config, ctx.mesh, variables, ctx.test, what='features test'),
   )
 
 

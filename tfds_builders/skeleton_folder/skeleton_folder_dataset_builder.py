@@ -455,7 +455,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
       max_bad_fraction=bad_fraction, advice='Fix those files, or remove their rows from index.csv.'
     )
     written = 0
-    for row in rows:
+    for row in common.progress(rows, self, split, 'sequences'):
       log.seen += 1
       try:
         seq = load_sequence(sequence_path(manual_dir, row.name), layout)
