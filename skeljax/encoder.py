@@ -10,7 +10,8 @@ does (persons cut or zero-padded to data.persons, sequences longer than data.max
 resampled down to it), then `apply` resamples its n valid frames to T = data.frames and
 normalises it (augment.eval_clip: centring, view alignment as configured) before the
 encoder runs in inference mode. Sequences of any length go in; `stack` pads a list of
-them, as saved on disk ([T, V, C] or [T, M, V, C]), into (x, n).
+them, as saved on disk ([T, V, C] or [T, M, V, C]), into (x, n), and `nearest` finds a
+clip's nearest neighbours among other clips' features (the knn stage's centred cosine).
 
 BatchNorm statistics: with `linear.recalibrate_bn` (the default) the frozen stages
 re-estimate them on clean training clips (evaluate.recalibrate_bn); the pretrain stage
@@ -37,7 +38,7 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
-from skeljax import augment, data, models, skeleton
+from skeljax import augment, data, models, objectives, skeleton
 from skeljax import checkpoint as ckpt_lib
 
 BATCH_STATS = ('auto', 'recalibrated', 'pretraining')
@@ -193,6 +194,25 @@ def stack(sequences, persons: int | None = None) -> tuple[np.ndarray, np.ndarray
   for i, s in enumerate(seqs):
     x[i, : s.shape[1], : s.shape[0]] = s[:, :m].transpose(1, 0, 2, 3)
   return x, np.asarray([s.shape[0] for s in seqs], np.int32)
+
+
+def nearest(queries, bank, k: int = 5, centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """The k most cosine-similar rows of `bank` [N, D] for each of `queries` [Q, D].
+
+  Returns (indices [Q, k], cosines [Q, k]), most similar first. centre: both sets minus
+  the bank's mean first, as the knn stage centres on the training mean (knn.centre).
+  """
+  queries, bank = np.asarray(queries, np.float32), np.asarray(bank, np.float32)
+  if queries.ndim != 2 or bank.ndim != 2 or queries.shape[1] != bank.shape[1]:
+    raise EncoderError(
+      f'nearest needs [Q, D] and [N, D] features, got {queries.shape} and {bank.shape}'
+    )
+  if centre:
+    mean = bank.mean(axis=0, keepdims=True)
+    queries, bank = queries - mean, bank - mean
+  sim = objectives.l2_normalize(jnp.asarray(queries)) @ objectives.l2_normalize(jnp.asarray(bank)).T
+  cos, idx = jax.lax.top_k(sim, min(k, bank.shape[0]))
+  return np.asarray(idx), np.asarray(cos)
 
 
 # ------------------------------------------------------------------ loading ---

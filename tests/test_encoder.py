@@ -206,3 +206,15 @@ def test_import_skeljax_stays_light():
   assert r.returncode == 0, r.stderr[-2000:]
   assert r.stdout.strip() == 'skeljax.encoder'
   assert os.path.basename(encoder_lib.__file__) == 'encoder.py'
+
+
+def test_nearest_ranks_the_bank_by_centred_cosine():
+  bank = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], np.float32) + 5.0
+  idx, cos = encoder_lib.nearest(np.array([[6.0, 5.1], [5.1, 3.0]], np.float32), bank, k=2)
+  assert idx.tolist() == [[0, 1], [3, 0]]
+  np.testing.assert_allclose(cos[:, 0], np.cos(np.arctan([0.1, 0.05])), rtol=1e-6)
+  # Uncentred, the common offset of 5 makes every cosine close to 1.
+  _, raw = encoder_lib.nearest(np.array([[6.0, 5.1]], np.float32), bank, k=4, centre=False)
+  assert raw.min() > 0.8
+  with pytest.raises(EncoderError, match=r'nearest needs \[Q, D\] and \[N, D\] features'):
+    encoder_lib.nearest(np.zeros((2, 3)), np.zeros((4, 2)))
