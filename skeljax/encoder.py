@@ -40,6 +40,7 @@ from flax import linen as nn
 
 from skeljax import augment, data, models, objectives, skeleton
 from skeljax import checkpoint as ckpt_lib
+from skeljax.progress import Progress
 
 BATCH_STATS = ('auto', 'recalibrated', 'pretraining')
 
@@ -127,7 +128,7 @@ class Encoder:
   def fit(self, x, n=None) -> tuple[np.ndarray, np.ndarray]:
     """x [B, M, T, V, C], n [B] as the training pipeline shapes them (data.Preprocess).
 
-    Returns x [B, persons, max(max_frames, ...), V, C] float32 and n [B] int32.
+    Returns x [B, persons, max_frames, V, C] float32 and n [B] int32.
     """
     self.check(x)
     x = np.asarray(x, np.float32)
@@ -154,13 +155,14 @@ class Encoder:
   def __call__(self, x, n=None, batch_size: int = 64) -> np.ndarray:
     """Features [B, D] (numpy float32) of clips x [B, M, T, V, C] with n [B] valid frames.
 
-    n None: every frame of x is valid. Runs in batches of `batch_size` (the last one
-    zero-padded, so one compilation serves any B).
+    n None: every frame of x is valid. Runs in batches of min(batch_size, B), the last
+    one zero-padded, with a progress line when it takes long (skeljax.progress).
     """
     x, n = self.fit(x, n)
     b = x.shape[0]
     bs = min(batch_size, b)
     feats = []
+    bar = Progress('embedding', b, 'sequences')
     for first in range(0, b, bs):
       xb, nb = x[first : first + bs], n[first : first + bs]
       pad = bs - len(xb)
@@ -168,6 +170,8 @@ class Encoder:
         xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
         nb = np.concatenate([nb, np.ones(pad, nb.dtype)])
       feats.append(np.asarray(self._jitted(self.variables, xb, nb))[: bs - pad])
+      bar.update(first + bs - pad)
+    bar.close()
     return np.concatenate(feats)
 
   embed = __call__
@@ -251,10 +255,10 @@ def _complete(meta: dict, directory: str) -> dict:
       meta = {**extra, 'augment': config.get('augment'), **meta}
   missing = [k for k in need if meta.get(k) in (None, {})]
   if missing:
+    why = 'saved by an older skeljax, and no config.json beside it' if fmt == 1 else 'damaged'
     raise EncoderError(
       f'{directory} holds an encoder of format {fmt} without {", ".join(missing)} in its '
-      f'metadata (saved by an older skeljax, and no config.json beside it): run its pretrain '
-      'stage again with this skeljax'
+      f'metadata ({why}): run its pretrain stage again with this skeljax'
     )
   return meta
 
@@ -292,7 +296,13 @@ def load_encoder(path, *, batch_stats: str = 'auto') -> Encoder:
   if batch_stats not in BATCH_STATS:
     raise EncoderError(f'batch_stats must be one of {BATCH_STATS}, got {batch_stats!r}')
   directory = _find(path)
-  meta = _complete(ckpt_lib.encoder_meta(directory), directory)
+  try:
+    meta = ckpt_lib.encoder_meta(directory)
+  except (OSError, ValueError, KeyError) as e:
+    raise EncoderError(
+      f'{directory}: cannot read the encoder metadata: {" ".join(str(e).split())}'
+    ) from None
+  meta = _complete(meta, directory)
   model, layout, aug, module = _build(meta, directory)
   persons, frames = int(meta['persons']), int(meta['frames'])
   x = jnp.zeros((1, persons, frames, layout.num_joints, layout.num_channels), jnp.float32)
