@@ -1,10 +1,10 @@
 """Your own skeleton data: a folder with index.csv, sequences/<name>.npy and optionally
 label_names.txt (the format: docs/data.md).
 
-index.csv has columns `name,label,split` (label an integer class id 0..K-1, split train or
-test) and optional `subject,view`; each sequence is a [T, V, C] or [T, M, V, C] float .npy.
-Name the joint layout (ntu25, kinect20 or openpose18); it is also the builder config
-(skeleton_folder/<layout>):
+index.csv has columns `name,label,split` (label a class name, or an integer class id
+0..K-1; split train or test) and optional `subject,view`; each sequence is a [T, V, C] or
+[T, M, V, C] float .npy. Name the joint layout (ntu25, kinect20 or openpose18); it is also
+the builder config (skeleton_folder/<layout>):
 
   python -m skeljax.main --config=configs/folder.py \
       --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \

@@ -1,5 +1,8 @@
 """skeljax: self-supervised skeleton action representation learning in JAX.
 
+`skeljax.load_encoder(workdir)` returns a pretrained encoder to call on clips
+(skeljax/encoder.py); it is imported on first use, so `import skeljax` stays light.
+
 Importing skeljax turns off XLA:CPU's YNNPACK reduce fusions on the jaxlib
 versions whose fusions race (see `_xla_cpu_flags`), unless XLA_FLAGS already
 chooses YNNPACK fusions; import skeljax before the first JAX computation for
@@ -41,3 +44,12 @@ def _xla_cpu_flags() -> None:
 
 
 _xla_cpu_flags()
+
+
+def __getattr__(name: str):
+  # Lazy (PEP 562): `import skeljax` itself imports no JAX, Flax or TFDS.
+  if name in ('load_encoder', 'Encoder'):
+    from skeljax import encoder
+
+    return getattr(encoder, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

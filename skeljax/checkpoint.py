@@ -106,17 +106,25 @@ class StageCheckpoints:
     self.manager.close()
 
 
-def save_encoder(directory: str, variables, meta: dict) -> None:
-  """Exports encoder variables ({'params', 'batch_stats'}) with a JSON description."""
+# The exported encoder's layout (the metadata key 'format'). 1: variables + meta with layout,
+# model and frames (no 'format' key). 2: + persons, max_frames, augment, and the BN statistics
+# re-estimated on clean training clips as a second item, 'recalibrated', when 'recalibrated'.
+ENCODER_FORMAT = 2
+
+
+def save_encoder(directory: str, variables, meta: dict, recalibrated=None) -> None:
+  """Exports encoder variables ({'params', 'batch_stats'}) with a JSON description.
+
+  `recalibrated`: the frozen stages' BN statistics ({'batch_stats': ...},
+  evaluate.recalibrate_bn), saved as an item of its own so the pretrained ones stay.
+  """
   directory = os.path.abspath(directory)
+  meta = {'format': ENCODER_FORMAT, **meta, 'recalibrated': recalibrated is not None}
+  items = {'variables': ocp.args.StandardSave(variables), 'meta': ocp.args.JsonSave(meta)}
+  if recalibrated is not None:
+    items['recalibrated'] = ocp.args.StandardSave(recalibrated)
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as m:
-    m.save(
-      0,
-      args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)
-      ),
-      force=True,
-    )
+    m.save(0, args=ocp.args.Composite(**items), force=True)
     m.wait_until_finished()
 
 
@@ -124,17 +132,30 @@ def encoder_exists(directory: str) -> bool:
   return os.path.isdir(directory) and ocp.CheckpointManager(directory).latest_step() is not None
 
 
-def load_encoder(directory: str, abstract_variables):
-  """Returns (variables, meta) of an exported encoder."""
+def _restore(directory: str, **items):
   directory = os.path.abspath(directory)
   with ocp.CheckpointManager(directory) as m:
     step = m.latest_step()
     if step is None:
       raise FileNotFoundError(f'no exported encoder in {directory}')
-    out = m.restore(
-      step,
-      args=ocp.args.Composite(
-        variables=ocp.args.StandardRestore(abstract_variables), meta=ocp.args.JsonRestore()
-      ),
-    )
+    return m.restore(step, args=ocp.args.Composite(**items))
+
+
+def load_encoder(directory: str, abstract_variables):
+  """Returns (variables, meta) of an exported encoder."""
+  out = _restore(
+    directory,
+    variables=ocp.args.StandardRestore(abstract_variables),
+    meta=ocp.args.JsonRestore(),
+  )
   return out['variables'], out['meta']
+
+
+def encoder_meta(directory: str) -> dict:
+  """The JSON description of an exported encoder."""
+  return _restore(directory, meta=ocp.args.JsonRestore())['meta']
+
+
+def load_recalibrated(directory: str, abstract):
+  """The 'recalibrated' item ({'batch_stats'}) of an encoder whose meta says it has one."""
+  return _restore(directory, recalibrated=ocp.args.StandardRestore(abstract))['recalibrated']

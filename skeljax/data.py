@@ -129,14 +129,53 @@ def prepare(data_cfg, *, is_writer: bool = True) -> tfds.core.DatasetBuilder:
       builder = get_builder(data_cfg)  # a fresh builder: the old one holds the old label names
     if stale or not prepared:
       print(f'Preparing {_full_name(builder)} into {builder.data_dir} (once) ...', flush=True)
+      _quiet(builder)
       builder.download_and_prepare(
         file_format='array_record',
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
       )
+      mapping = label_mapping(builder)
+      if mapping:
+        print(mapping, flush=True)
   except (common.BadDataError, FileNotFoundError) as e:
     raise DataError(f'{_full_name(builder)}: {" ".join(str(e).split())}') from None
   print(build_summary(builder), flush=True)
   return builder
+
+
+def _quiet(builder) -> None:
+  """No TFDS progress bars or size banners: skeljax prints its own plain lines.
+
+  TFDS's tqdm bars redraw with carriage returns and cursor-up codes, which fill a
+  redirected log, and its banner ("Downloading and preparing dataset Unknown size
+  (download: Unknown size, ...") knows no sizes for manual builders. The builders report
+  their progress through skeljax.progress, and prepare prints the one 'Preparing' line.
+  The banner and the closing "Subsequent calls will reuse this data" are printed by two
+  methods of the builder, silenced on this builder object only.
+  """
+  tfds.disable_progress_bar()
+  for name in ('_log_download_bytes', '_log_download_done'):
+    if callable(getattr(builder, name, None)):
+      setattr(builder, name, lambda: None)
+
+
+def label_mapping(builder, shown: int = 20) -> str:
+  """One line with the class name -> id mapping of a builder whose labels were names.
+
+  '' for a builder without one in its metadata (`labels`, skeleton_folder) or whose label
+  column held ids. The first `shown` classes are listed; all are in metadata.json.
+  """
+  labels = (builder.info.metadata or {}).get('labels') or {}
+  if labels.get('column') != 'names':
+    return ''
+  ids = labels['ids']
+  how = {'sorted': 'sorted, numbers by value'}.get(
+    labels['order'], f'in the order of {labels["order"]}'
+  )
+  pairs = ', '.join(f'{n}={i}' for n, i in sorted(ids.items(), key=lambda p: p[1])[:shown])
+  if len(ids) > shown:
+    pairs += f', ... (all {len(ids)} in {os.path.join(builder.data_dir, "metadata.json")})'
+  return f'{_full_name(builder)}: class ids of the {len(ids)} label names ({how}): {pairs}'
 
 
 def build_summary(builder) -> str:

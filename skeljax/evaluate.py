@@ -31,6 +31,7 @@ from skeljax import checkpoint as ckpt_lib
 from skeljax import mesh as mesh_lib
 from skeljax.logger import MetricsLog
 from skeljax.models import heads
+from skeljax.progress import Progress
 
 
 class EvalError(RuntimeError):
@@ -128,14 +129,19 @@ def _jit_on_batch(fn, mesh, out_sharding):
   return jax.jit(fn, in_shardings=(rep, batch, batch), out_shardings=out_sharding)
 
 
-def extract(config, mesh, variables, split: data.Split, indices=None, fn=None):
+def extract(
+  config, mesh, variables, split: data.Split, indices=None, fn=None, what: str = 'features'
+):
   """Pooled features [N, D] and labels [N] of a split, in dataset order.
 
   fn: a make_feature_fn(config, mesh) to reuse, so several splits compile it once.
+  `what` names the pass in its progress line (skeljax.progress).
   """
   fn = fn or make_feature_fn(config, mesh)
   variables = jax.device_put(variables, mesh_lib.replicated(mesh))
   feats, labels = [], []
+  total = split.size if indices is None else len(indices)
+  bar = Progress(what, total, 'sequences', enabled=jax.process_index() == 0)
   for batch, valid in data.eval_batches(split, config.eval_batch_size, indices):
     g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
     f = mesh_lib.gather_rows(fn(variables, g['x'], g['n']))
@@ -143,6 +149,8 @@ def extract(config, mesh, variables, split: data.Split, indices=None, fn=None):
     lab = _gather_host(batch['label'])
     feats.append(f[v])
     labels.append(lab[v])
+    bar.advance(int(v.sum()))
+  bar.close()
   return np.concatenate(feats), np.concatenate(labels)
 
 
@@ -313,6 +321,7 @@ def recalibrate_bn(config, mesh, variables, split: data.Split, fn=None):
   bs = min(config.eval_batch_size, split.size - split.size % jax.device_count())
   steps = max(split.size // bs, 1)
   total = None
+  bar = Progress('BN recalibration', steps, 'batches', enabled=jax.process_index() == 0)
   for batch in data.train_batches(
     split,
     batch_size=bs,
@@ -324,6 +333,8 @@ def recalibrate_bn(config, mesh, variables, split: data.Split, fn=None):
     g = mesh_lib.to_global(mesh, {'x': batch['x'], 'n': batch['n']})
     stats = fn(rep, g['x'], g['n'])
     total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+    bar.advance()
+  bar.close()
   mean = jax.tree.map(lambda t: np.asarray(t) / steps, total)
   return {**variables, 'batch_stats': mean}
 
@@ -331,8 +342,17 @@ def recalibrate_bn(config, mesh, variables, split: data.Split, fn=None):
 # ------------------------------------------------------------ linear probe ---
 
 
+# fit_linear runs its epochs in about this many jitted chunks, so that it can report.
+LINEAR_CHUNKS = 20
+
+
 def fit_linear(train_f, train_y, num_classes: int, sec, seed: int):
-  """Trains a linear classifier on fixed features with SGD; returns its params."""
+  """Trains a linear classifier on fixed features with SGD; returns its params.
+
+  The epochs run as a scan, in chunks of ceil(epochs / LINEAR_CHUNKS) epochs with a
+  progress line between them (skeljax.progress); a chunk scans the same epoch function
+  over its epoch numbers, so the result equals one scan over all epochs bit for bit.
+  """
   clf = heads.LinearClassifier(num_classes)
   x = jnp.asarray(train_f, jnp.float32)
   y = jnp.asarray(train_y, jnp.int32)
@@ -361,10 +381,18 @@ def fit_linear(train_f, train_y, num_classes: int, sec, seed: int):
     (p, o), _ = jax.lax.scan(step, (p, o), perm.reshape(steps_per_epoch, bs))
     return (p, o), None
 
-  (params, _), _ = jax.jit(lambda c: jax.lax.scan(epoch, c, jnp.arange(sec.epochs)))(
-    (params, opt_state)
-  )
-  return clf, params
+  @functools.partial(jax.jit, static_argnums=2)
+  def epochs(carry, first, count: int):
+    return jax.lax.scan(epoch, carry, first + jnp.arange(count))[0]
+
+  carry, chunk = (params, opt_state), -(-sec.epochs // LINEAR_CHUNKS)
+  bar = Progress('linear probe', sec.epochs, 'epochs', enabled=jax.process_index() == 0)
+  for first in range(0, sec.epochs, chunk):
+    count = min(chunk, sec.epochs - first)
+    carry = jax.block_until_ready(epochs(carry, jnp.int32(first), count))
+    bar.update(first + count)
+  bar.close()
+  return clf, carry[0]
 
 
 # ----------------------------------------------- supervised (encoder + head) ---

@@ -17,19 +17,12 @@ which skeljax does not depend on; tensorboardX writes the same event files.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
 import jax
 
-
-def _fmt_eta(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return '?'
-  m, s = divmod(int(seconds), 60)
-  h, m = divmod(m, 60)
-  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+from skeljax.progress import fmt_duration
 
 
 class MetricsLog:
@@ -100,9 +93,9 @@ class MetricsLog:
     parts = ' '.join(f'{k} {v:.4g}' for k, v in metrics.items())
     lr_txt = f' | lr {lr:.3g}' if lr is not None else ''
     if self.writer_enabled:
+      eta_txt = f'ETA {fmt_duration(eta)}'
       print(
-        f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate_txt} | ETA {_fmt_eta(eta)}',
-        flush=True,
+        f'{self.stage} {step}/{self.total} | {parts}{lr_txt} | {rate_txt} | {eta_txt}', flush=True
       )
       rec = {'stage': self.stage, 'step': step, **{k: float(v) for k, v in metrics.items()}}
       if lr is not None:

@@ -71,8 +71,8 @@ def frozen_features(ctx: Context, variables):
     variables = evaluate.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
   fn = ctx.jitted('features', lambda: evaluate.make_feature_fn(config, mesh))
   return (
-    evaluate.extract(config, mesh, variables, ctx.train, fn=fn),
-    evaluate.extract(config, mesh, variables, ctx.test, fn=fn),
+    evaluate.extract(config, mesh, variables, ctx.train, fn=fn, what='features train'),
+    evaluate.extract(config, mesh, variables, ctx.test, fn=fn, what='features test'),
   )
 
 
@@ -110,6 +110,22 @@ def knn_monitor(ctx: Context):
 
 
 # ---------------------------------------------------------------- stages ---
+
+
+def encoder_metadata(config, steps: int) -> dict:
+  """The exported encoder's description: what skeljax.load_encoder rebuilds it from."""
+  return {
+    'layout': config.data.layout,
+    'stream': config.data.stream,
+    'model': config.model.to_dict(),
+    'frames': config.data.frames,
+    'persons': config.data.persons,
+    'max_frames': config.data.max_frames,
+    'augment': config.augment.to_dict(),  # eval_clip's preprocessing
+    'dataset': config.data.name,
+    'objective': config.objective,
+    'steps': steps,
+  }
 
 
 def stage_pretrain(ctx: Context) -> dict[str, dict]:
@@ -160,22 +176,23 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   )
   # Summed over every segment when the stage was killed and resumed (logger.MetricsLog).
   wall = time.perf_counter() - t0 + log.prior_s
+  # Encoders without BatchNorm (transformer, gru) have no batch_stats to save.
+  variables = {
+    'params': state.params['encoder'],
+    **({'batch_stats': state.batch_stats} if state.batch_stats else {}),
+  }
+  recalibrated = None
+  if config.linear.recalibrate_bn and state.batch_stats:
+    # The frozen stages' BN statistics (frozen_features), exported so that
+    # skeljax.load_encoder gives the knn stage's features without the training data.
+    fn = ctx.jitted('recalibrate', lambda: evaluate.make_recalibrate_fn(config, ctx.mesh))
+    bn = evaluate.recalibrate_bn(config, ctx.mesh, variables, ctx.train, fn=fn)
+    recalibrated = {'batch_stats': bn['batch_stats']}
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
-    # Encoders without BatchNorm (transformer, gru) have no batch_stats to save.
-    {
-      'params': state.params['encoder'],
-      **({'batch_stats': state.batch_stats} if state.batch_stats else {}),
-    },
-    {
-      'layout': config.data.layout,
-      'stream': config.data.stream,
-      'model': config.model.to_dict(),
-      'frames': config.data.frames,
-      'dataset': config.data.name,
-      'objective': config.objective,
-      'steps': total,
-    },
+    variables,
+    encoder_metadata(config, total),
+    recalibrated=recalibrated,
   )
   records = read_metrics(ctx.workdir, 'pretrain')
   # Each logged rate excludes its segment's compiling step (logger.MetricsLog.rate); a

@@ -173,6 +173,47 @@ def test_edited_folder_is_prepared_again(tmp_path, capsys):
   assert builder.info.features['label'].names == ['sitting', 'walking', 'waving']
 
 
+def _names_folder(tmp_path, *rows) -> Path:
+  """The dummy folder with class names in its label column and no label_names.txt."""
+  folder = Path(shutil.copytree(DUMMY_FOLDER, tmp_path / 'own'))
+  (folder / 'label_names.txt').unlink()
+  (folder / 'index.csv').write_text('name,label,split\n' + '\n'.join(rows) + '\n')
+  return folder
+
+
+NAME_ROWS = ('a01_walk,walk,train', 'a02_wave,wave,train', 'a03_sit,sitDown,train',
+             'a04_walk,walk,test', 'a05_wave,wave,test')  # fmt: skip
+
+
+def test_class_name_mapping_is_printed_once(tmp_path, capsys):
+  folder = _names_folder(tmp_path, *NAME_ROWS)
+  cfg = _data_cfg(tmp_path, name='skeleton_folder', config='kinect20', manual_dir=str(folder))
+  builder = data.prepare(cfg)
+  assert builder.info.features['label'].names == ['sitDown', 'walk', 'wave']
+  lines = capsys.readouterr().out.splitlines()
+  mapping = (
+    'skeleton_folder/kinect20: class ids of the 3 label names (sorted, numbers by value): '
+    'sitDown=0, walk=1, wave=2'
+  )
+  assert lines.count(mapping) == 1
+  data.prepare(cfg)  # prepared: the mapping is in its metadata, not printed again
+  assert 'class ids' not in capsys.readouterr().out
+  assert data.label_mapping(builder, shown=2).endswith(
+    f'sitDown=0, walk=1, ... (all 3 in {builder.data_dir}/metadata.json)'
+  )
+
+
+def test_main_exits_2_with_one_line_per_label_error(tmp_path):
+  folder = _names_folder(tmp_path, 'a01_walk,walk,train', 'a02_wave,2,train')
+  r = _python('-m', 'skeljax.main', '--config=configs/folder.py', f'--workdir={tmp_path / "run"}',
+              f'--config.data.manual_dir={folder}', f'--config.data.data_dir={tmp_path / "data"}',
+              '--config.data.layout=kinect20', timeout=120)  # fmt: skip
+  assert r.returncode == 2, r.stderr[-2000:]
+  (line,) = [x for x in r.stderr.splitlines() if x.startswith('skeljax: error:')]
+  assert "index.csv:3: label '2' is a class id, but line 2 has the class name 'walk'" in line
+  assert 'Traceback' not in r.stderr
+
+
 def test_bad_folder_data_is_one_data_error(tmp_path):
   folder = Path(shutil.copytree(DUMMY_FOLDER, tmp_path / 'own'))
   (folder / 'sequences' / 'a02_wave.npy').unlink()
@@ -246,8 +287,12 @@ def test_derive_counts_persons_present_not_stored(tmp_path):
   assert config.mcc.queue_size == 2  # below 3 sequences, in whole batches of 2
 
 
-def nw_ucla_as_folder(out: Path) -> Path:
-  """Writes the real NW-UCLA release as a skeleton_folder (x-view split) under `out`."""
+def nw_ucla_as_folder(out: Path, names: bool = False) -> Path:
+  """Writes the real NW-UCLA release as a skeleton_folder (x-view split) under `out`.
+
+  names: the label column holds the action names ('pick up with one hand', ...) and there
+  is no label_names.txt, as users' own datasets ship; else ids with label_names.txt.
+  """
   from tfds_builders.common import BadFileError
   from tfds_builders.nw_ucla import nw_ucla_dataset_builder as ucla
 
@@ -263,16 +308,20 @@ def nw_ucla_as_folder(out: Path) -> Path:
     np.save(out / 'sequences' / f'{path.stem}.npy', xyz)
     split = 'train' if ucla.is_train(fields, 'xview') else 'test'
     label = ucla.ACTION_IDS.index(fields['action'])
+    if names:
+      label = ucla.label_names()[label]
     rows.append(f'{path.stem},{label},{split},{fields["subject"]},{fields["view"]}')
   (out / 'index.csv').write_text('\n'.join(rows) + '\n')
-  (out / 'label_names.txt').write_text('\n'.join(ucla.label_names()) + '\n')
+  if not names:
+    (out / 'label_names.txt').write_text('\n'.join(ucla.label_names()) + '\n')
   return out
 
 
 def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
   from skeljax import run
+  from tfds_builders.nw_ucla import nw_ucla_dataset_builder as ucla
 
-  folder = nw_ucla_as_folder(tmp_path / 'own')
+  folder = nw_ucla_as_folder(tmp_path / 'own', names=True)
   index = [line.split(',') for line in (folder / 'index.csv').read_text().splitlines()[1:]]
   lengths = [
     len(np.load(folder / 'sequences' / f'{name}.npy'))
@@ -290,9 +339,24 @@ def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
   out = capsys.readouterr().out
   assert (
     f'skeleton_folder/kinect20: train 1020, test 463 sequences in {tmp_path}/data/'
-    'skeleton_folder/kinect20/2.0.0; skipped 1 bad files (first: a01_s01_e00_v03.npy: frame 0 '
+    'skeleton_folder/kinect20/2.1.0; skipped 1 bad files (first: a01_s01_e00_v03.npy: frame 0 '
     'has a non-finite coordinate (nan or inf))'
   ) in out.splitlines()
+  # The action names, sorted, are the class ids; every record keeps its file's action.
+  names = sorted(ucla.label_names())
+  assert names[:2] == ['carry', 'doffing']
+  mapping = ', '.join(f'{name}={i}' for i, name in enumerate(names))
+  assert (
+    'skeleton_folder/kinect20: class ids of the 10 label names (sorted, numbers by value): '
+    f'{mapping}'
+  ) in out.splitlines()
+  builder = data.get_builder(config.data)
+  assert builder.info.features['label'].names == names
+  source = builder.as_data_source(split='test')
+  for i in range(0, len(source), 50):
+    record = source[i]
+    action = ucla.parse_name(record['file_name'].decode())['action']
+    assert names[record['label']] == ucla.label_names()[ucla.ACTION_IDS.index(action)]
   frames, longest = math.ceil(float(np.median(lengths))), max(lengths)
   expected = (
     f'derived from the training split (1020 sequences): data.persons=1 data.frames={frames} '

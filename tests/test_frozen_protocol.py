@@ -30,7 +30,7 @@ def spies(monkeypatch):
     calls['recalibrate'].append(variables['params']['init'])
     return {**variables, 'batch_stats': {'mean': 1.0}}
 
-  def extract(config, mesh_, variables, split, indices=None, fn=None):
+  def extract(config, mesh_, variables, split, indices=None, fn=None, what='features'):
     calls['extract'].append((variables['params']['init'], variables['batch_stats']['mean']))
     labels = split.labels()
     rng = np.random.default_rng(len(calls['extract']))

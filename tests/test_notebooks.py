@@ -167,6 +167,7 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, monkeypatch, tmp_path):
   assert list(tmp_path.glob('skeljax_nb*/*.png')), 'figures belong in the temporary folder'
   if name.startswith('03'):
     assert (tmp_path / 'run' / 'encoder').is_dir()
+    assert _text(nb).count('nearest training neighbours') == 3  # skeljax.load_encoder's cell
 
 
 @pytest.mark.slow

@@ -148,3 +148,34 @@ def test_linear_probe_leaves_the_encoder_bit_identical(demo_run, tmp_path):
   for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True):
     np.testing.assert_array_equal(a, b)
   assert np.abs(np.asarray(clf_params['fc']['bias'])).max() > 0  # trained: its bias starts at 0
+
+
+def test_load_encoder_gives_the_knn_stage_features(demo_run):
+  """skeljax.load_encoder on the finished run: the frozen stages' features of the same
+  sequences (BN recalibrated on clean training clips, as linear.recalibrate_bn does by
+  default), hence the knn stage's accuracy, from raw sequences as stored on disk."""
+  import skeljax
+  from skeljax import data, evaluate, run
+  from skeljax import encoder as encoder_lib
+  from skeljax import mesh as mesh_lib
+
+  config, workdir, _ = demo_run
+  assert config.linear.recalibrate_bn
+  enc = skeljax.load_encoder(workdir)
+  assert enc.batch_stats == 'recalibrated'
+  builder = data.prepare(config.data)
+  train, test = (data.load_split(builder, config.data, s) for s in ('train', 'test'))
+  ctx = run.Context(config, str(workdir), mesh_lib.make_mesh(), train, test)
+  init = evaluate.resolve_init(config, str(workdir))
+  frozen = run.frozen_features(ctx, evaluate.encoder_variables(config, init))
+  ours = []
+  for split, (feats, labels) in zip((train, test), frozen, strict=True):
+    records = [split.source[i] for i in range(split.size)]
+    x, n = encoder_lib.stack([r['skeleton'] for r in records])
+    mine = enc(x, n)
+    np.testing.assert_allclose(mine, feats, rtol=1e-4, atol=1e-4)
+    assert [int(r['label']) for r in records] == labels.tolist()
+    ours.append((mine, labels))
+  assert run.knn_top1(config, train.num_classes, *ours) == run.knn_top1(
+    config, train.num_classes, *frozen
+  )

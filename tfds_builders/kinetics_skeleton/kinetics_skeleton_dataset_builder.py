@@ -206,7 +206,7 @@ class KineticsSkeleton(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, folder: str, index: dict[str, dict], split: str):
     log = common.SkipLog(max_bad_fraction=self._max_bad_fraction)
     counts = {'videos_written': 0, 'frames_dropped': 0, 'candidates_ignored': 0}
-    for video_id in sorted(index):
+    for video_id in common.progress(sorted(index), self, split, 'videos'):
       entry = index[video_id]
       if not entry.get('has_skeleton', True):
         log.exclude('no_skeleton')

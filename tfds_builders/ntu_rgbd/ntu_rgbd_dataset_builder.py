@@ -225,7 +225,7 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
     log = common.SkipLog(max_bad_fraction=bad_fraction)
     with contextlib.ExitStack() as stack:
       archives = {}
-      for sample in samples:
+      for sample in common.progress(samples, self, split):
         if sample.name in missing:
           log.exclude('missing_skeleton_list')
           continue

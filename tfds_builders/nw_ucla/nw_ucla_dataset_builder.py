@@ -182,7 +182,7 @@ class NwUcla(tfds.core.GeneratorBasedBuilder):
     if bad_fraction is None:
       bad_fraction = self.builder_config.max_bad_fraction
     log = common.SkipLog(max_bad_fraction=bad_fraction)
-    for path in paths:
+    for path in common.progress(paths, self, split):
       log.seen += 1
       try:
         xyz = parse_sequence(path.read_bytes(), path.stem)

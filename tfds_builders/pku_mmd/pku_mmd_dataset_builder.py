@@ -226,7 +226,7 @@ class PkuMmd(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, skeleton_dir: str, label_dir: str, videos, split: str):
     log = common.SkipLog(max_bad_fraction=self._max_bad_fraction)
     counts = {'segments_written': 0, 'segments_reversed': 0}
-    for video in sorted(set(videos)):
+    for video in common.progress(sorted(set(videos)), self, split, 'videos'):
       log.seen += 1
       file_name = video + '.txt'
       try:

@@ -3,14 +3,19 @@
 The manual dir (skeljax: `data.manual_dir`) holds
 
   index.csv               header `name,label,split` plus optional `subject,view`
-  label_names.txt         optional: one class name per line, line k names label k
+  label_names.txt         optional: one class name per line, line k names class id k
   sequences/<name>.npy    float [T, V, C] (one person) or [T, M, V, C]
 
-`label` is an integer class id, and the ids of all rows together are 0..K-1 with none
-missing; `split` is train or test. There is one builder config per joint layout
-(`skeleton_folder/ntu25`, `/kinect20`, `/openpose18`), because the layout fixes V and C.
-Every file keeps its own persons (the persons axis has no fixed size), so nothing is cut
-at build time; the input pipeline keeps `data.persons` of them.
+`label` is either an integer class id, the ids of all rows together being 0..K-1 with
+none missing, or a class name (`walk`, `sitDown`, `a01`); one column holds one kind.
+Names become ids in the order of label_names.txt when present, otherwise sorted
+(`natural_key`: case-insensitive, numbers inside names by value, so a2 before a10); the
+mapping is stored in the prepared copy's metadata (`labels`). `split` is train or test.
+
+There is one builder config per joint layout (`skeleton_folder/ntu25`, `/kinect20`,
+`/openpose18`), because the layout fixes V and C. Every file keeps its own persons (the
+persons axis has no fixed size), so nothing is cut at build time; the input pipeline keeps
+`data.persons` of them.
 
 The prepared copy records a fingerprint of the folder (index.csv, label_names.txt and
 every listed file's size) in its metadata. `source_changed(manual_dir)` compares it with
@@ -18,7 +23,8 @@ the folder as it is now, so skeljax prepares an edited folder again instead of r
 stale copy.
 
 Bad data stops the build with one line (`common.BadDataError`): a bad index.csv row, a
-listed file that does not exist, labels that are not 0..K-1, an array whose joints or
+listed file that does not exist, ids that are not 0..K-1, a column mixing ids and names, a
+name missing from label_names.txt (or one there that no row uses), an array whose joints or
 channels do not fit the layout. Files that cannot be read, or hold NaN or inf, are
 skipped and counted like every builder's bad files (`common.SkipLog`).
 """
@@ -32,6 +38,7 @@ import io
 import logging
 import os
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -45,15 +52,19 @@ SPLITS = ('train', 'test')
 FINGERPRINTS = ('size', 'content')
 LABEL_NAMES_FILE = 'label_names.txt'
 _CLASS_ID = re.compile(r'^[0-9]+$')
+# A number that is not a class id (-1, 1.5, 2e3): a mistake, never taken as a class name.
+_NUMBER = re.compile(r'^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$')
 
 _INSTRUCTIONS = """\
 Put your own sequences in one folder, the manual dir (skeljax: --config.data.manual_dir):
 
   <manual_dir>/index.csv             header: name,label,split[,subject,view]
-  <manual_dir>/label_names.txt       optional: one class name per line, line k names label k
+  <manual_dir>/label_names.txt       optional: one class name per line, line k names class k
   <manual_dir>/sequences/<name>.npy  float [T, V, C] or [T, M, V, C], saved with np.save
 
-`label` is an integer class id 0..K-1 (every id used at least once), `split` is train or
+`label` is a class name (walk, sitDown, a01) or an integer class id 0..K-1 (every id used
+at least once), the same kind in every row; names become ids in the order of
+label_names.txt, or sorted without it (a2 before a10). `split` is train or
 test, `subject` and `view` are optional integers (empty = unknown). V and C must match the
 joint layout, the builder config (ntu25: 25 x 3, kinect20: 20 x 3, openpose18: 18 x 3).
 See docs/data.md.
@@ -62,7 +73,7 @@ See docs/data.md.
 
 @dataclasses.dataclass(frozen=True)
 class IndexRow:
-  """One line of index.csv."""
+  """One line of index.csv; `label` is the class id, whether the column held ids or names."""
 
   name: str
   label: int
@@ -70,6 +81,29 @@ class IndexRow:
   subject: int
   view: int
   line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+  """index.csv as read: rows with class ids, and the class names in id order.
+
+  column: what the label column held, 'ids' or 'names'. order: how the names map to ids,
+  'ids' (the column's own ids), 'label_names.txt' (its line order) or 'sorted'
+  (`natural_key`).
+  """
+
+  rows: tuple[IndexRow, ...]
+  names: tuple[str, ...]
+  column: str
+  order: str
+
+  def metadata(self) -> dict:
+    """The mapping as stored in the prepared copy's metadata (`labels`)."""
+    return {
+      'column': self.column,
+      'order': self.order,
+      'ids': {name: i for i, name in enumerate(self.names)},
+    }
 
 
 @dataclasses.dataclass(eq=False)
@@ -84,8 +118,9 @@ def _one_line(text: str) -> str:
   return ' '.join(text.split())
 
 
-def read_index(manual_dir: str) -> list[IndexRow]:
-  """Parses `<manual_dir>/index.csv`; any problem raises a one-line BadDataError."""
+def read_index(manual_dir: str) -> Index:
+  """Parses `<manual_dir>/index.csv` with its label_names.txt; any problem is a one-line
+  BadDataError."""
   path = os.path.join(manual_dir, 'index.csv')
   if not os.path.isdir(manual_dir):
     raise common.BadDataError(
@@ -95,11 +130,58 @@ def read_index(manual_dir: str) -> list[IndexRow]:
     raise common.BadDataError(f'skeleton_folder: {path} not found. {_one_line(_INSTRUCTIONS)}')
   with open(path, encoding='utf-8-sig', newline='') as f:
     text = f.read()
-  return parse_index(text, path)
+  names_path = os.path.join(manual_dir, LABEL_NAMES_FILE)
+  names = read_label_names(names_path) if os.path.isfile(names_path) else None
+  return parse_index(text, path, names, names_path)
 
 
-def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
-  """Parses the text of an index.csv (see `read_index`); labels are checked to be 0..K-1."""
+def read_label_names(path: str) -> list[str]:
+  """The class names of a label_names.txt, one a line; empty or repeated names fail."""
+  with open(path, encoding='utf-8-sig') as f:
+    names = [line.strip() for line in f.read().strip().splitlines()]
+  for i, name in enumerate(names):
+    if not name or name in names[:i]:
+      what = 'an empty line' if not name else f'{name!r} a second time'
+      raise common.BadDataError(
+        f'{path}:{i + 1}: {what}; class names must be non-empty and distinct'
+      )
+  return names
+
+
+def natural_key(name: str) -> tuple:
+  """Sort key of class names: case-insensitive, digit runs by value (a2 < a10 < B1).
+
+  Ties (a01 and a1, Walk and walk) fall back to the exact text, so the order is total.
+  """
+  parts = re.split(r'([0-9]+)', name.casefold())
+  return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
+
+
+def _label_kind(label: str, path: str, line: int) -> str:
+  """'id' or 'name' for one label cell; empty cells and numbers that are no id fail."""
+  if _CLASS_ID.match(label):
+    return 'id'
+  if not label or _NUMBER.match(label):
+    what = 'is empty' if not label else 'is a number but not an integer class id 0..K-1'
+    raise common.BadDataError(
+      f'{path}:{line}: label {label!r} {what}; give a class name (e.g. walk) or an integer '
+      'class id 0..K-1'
+    )
+  return 'name'
+
+
+def parse_index(
+  text: str,
+  path: str = 'index.csv',
+  label_names: list[str] | None = None,
+  names_path: str = LABEL_NAMES_FILE,
+) -> Index:
+  """Parses the text of an index.csv (see `read_index`) into an Index.
+
+  `label_names`: the lines of label_names.txt (`names_path`), or None without that file.
+  Ids must be 0..K-1 without gaps and label_names.txt, when given, must name K classes;
+  names must all be in label_names.txt when given, and it must list no unused class.
+  """
   reader = csv.reader(io.StringIO(text))
   header = next(reader, None)
   if header is None:
@@ -115,7 +197,8 @@ def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
       f'and optionally {",".join(OPTIONAL_COLUMNS)}, each once'
     )
   col = {c: header.index(c) for c in header}
-  rows, seen = [], set()
+  rows, labels, seen = [], [], set()
+  first = None  # (line, label, kind) of the first row: every row must be of its kind
   for line, values in enumerate(reader, start=2):
     if not values or all(not v.strip() for v in values):
       continue
@@ -129,10 +212,13 @@ def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
       raise common.BadDataError(f'{path}:{line}: bad sequence name {name!r}')
     if name in seen:
       raise common.BadDataError(f'{path}:{line}: sequence {name!r} listed twice')
-    if not _CLASS_ID.match(label):
+    kind = _label_kind(label, path, line)
+    first = first or (line, label, kind)
+    if kind != first[2]:
       raise common.BadDataError(
-        f'{path}:{line}: label {label!r} is not an integer class id 0..K-1; '
-        f'class names go in {LABEL_NAMES_FILE}, line k naming label k'
+        f'{path}:{line}: label {label!r} is a class {kind}, but line {first[0]} has the class '
+        f'{first[2]} {first[1]!r}; use class names in every row, or integer ids 0..K-1 in '
+        'every row'
       )
     if split not in SPLITS:
       raise common.BadDataError(f'{path}:{line}: split {split!r} is not train or test')
@@ -144,42 +230,69 @@ def parse_index(text: str, path: str = 'index.csv') -> list[IndexRow]:
       except ValueError:
         raise common.BadDataError(f'{path}:{line}: {c} {value!r} is not an integer') from None
     seen.add(name)
-    rows.append(IndexRow(name, int(label), split, meta['subject'], meta['view'], line))
+    labels.append(label)
+    rows.append(IndexRow(name, -1, split, meta['subject'], meta['view'], line))
   if not rows:
     raise common.BadDataError(f'{path}: no sequences listed')
-  num_classes = max(r.label for r in rows) + 1
-  absent = sorted(set(range(num_classes)) - {r.label for r in rows})
+  if first[2] == 'id':
+    ids = [int(label) for label in labels]
+    names, order = _names_of_ids(ids, label_names, path, names_path), 'ids'
+  else:
+    names, order = _ids_of_names(rows, labels, label_names, path, names_path)
+    index = {n: i for i, n in enumerate(names)}
+    ids = [index[label] for label in labels]
+  rows = tuple(dataclasses.replace(r, label=i) for r, i in zip(rows, ids, strict=True))
+  return Index(rows, tuple(names), 'ids' if first[2] == 'id' else 'names', order)
+
+
+def _names_of_ids(ids, label_names, path, names_path) -> list[str]:
+  """The class names of an id column: label_names.txt's, or '0'..'K-1'."""
+  num_classes = max(ids) + 1
+  absent = sorted(set(range(num_classes)) - set(ids))
   if absent:
     shown = ', '.join(map(str, absent[:5])) + (', ...' if len(absent) > 5 else '')
+    hint = '; the ids start at 1: subtract 1 from each, or' if min(ids) == 1 else ';'
     raise common.BadDataError(
       f'{path}: labels must be 0..K-1 without gaps, but {len(absent)} of 0..{num_classes - 1} '
-      f'never occur ({shown}); renumber the classes'
+      f'never occur ({shown}){hint} renumber the classes, or write class names instead'
     )
-  return rows
-
-
-def read_label_names(manual_dir: str, num_classes: int) -> list[str]:
-  """The class names from `label_names.txt`, or '0'..'K-1' without that file."""
-  path = os.path.join(manual_dir, LABEL_NAMES_FILE)
-  if not os.path.isfile(path):
+  if label_names is None:
     return [str(i) for i in range(num_classes)]
-  with open(path, encoding='utf-8-sig') as f:
-    names = [line.strip() for line in f.read().strip().splitlines()]
-  if len(names) != num_classes:
+  if len(label_names) != num_classes:
     raise common.BadDataError(
-      f'{path}: {len(names)} names, but index.csv has {num_classes} classes (labels '
+      f'{names_path}: {len(label_names)} names, but index.csv has {num_classes} classes (labels '
       f'0..{num_classes - 1}); write one name per class, line k naming label k'
     )
-  if '' in names or len(set(names)) != len(names):
-    raise common.BadDataError(f'{path}: class names must be non-empty and distinct')
-  return names
+  return list(label_names)
+
+
+def _ids_of_names(rows, labels, label_names, path, names_path) -> tuple[list[str], str]:
+  """(class names in id order, order) of a name column."""
+  if label_names is None:
+    return sorted(set(labels), key=natural_key), 'sorted'
+  known = set(label_names)
+  for row, label in zip(rows, labels, strict=True):
+    if label not in known:
+      shown = ', '.join(label_names[:5]) + (', ...' if len(label_names) > 5 else '')
+      raise common.BadDataError(
+        f'{path}:{row.line}: label {label!r} is not in {names_path} ({len(label_names)} '
+        f'names: {shown}); add it there, or fix the row'
+      )
+  used = set(labels)
+  for i, name in enumerate(label_names):
+    if name not in used:
+      raise common.BadDataError(
+        f'{names_path}:{i + 1}: class {name!r} is the label of no row of {path}; remove it '
+        'from the file, or add its sequences'
+      )
+  return list(label_names), LABEL_NAMES_FILE
 
 
 def sequence_path(manual_dir: str, name: str) -> str:
   return os.path.join(manual_dir, 'sequences', name + '.npy')
 
 
-def check_files_exist(manual_dir: str, rows: list[IndexRow]) -> None:
+def check_files_exist(manual_dir: str, rows: Sequence[IndexRow]) -> None:
   """One BadDataError naming the first index.csv row whose .npy is missing, and the count."""
   missing = [r for r in rows if not os.path.isfile(sequence_path(manual_dir, r.name))]
   if missing:
@@ -191,7 +304,7 @@ def check_files_exist(manual_dir: str, rows: list[IndexRow]) -> None:
     )
 
 
-def fingerprint(manual_dir: str, rows: list[IndexRow], mode: str = 'size') -> str:
+def fingerprint(manual_dir: str, rows: Sequence[IndexRow], mode: str = 'size') -> str:
   """Hex digest of index.csv, label_names.txt and every listed file's size or bytes.
 
   'size' is cheap and the same on every copy of the folder (unlike mtimes, which
@@ -263,11 +376,13 @@ def load_sequence(path: str, layout: skeleton.Layout) -> np.ndarray:
 class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
   """A user's folder of .npy skeleton sequences (the manual dir); one config per layout."""
 
-  VERSION = tfds.core.Version('2.0.0')
+  VERSION = tfds.core.Version('2.1.0')
   RELEASE_NOTES = {
     '1.0.0': 'First release: string labels, one config per folder and person count.',
     '2.0.0': 'Integer labels 0..K-1 (+ label_names.txt), train/test splits only, one config '
     'per joint layout, every person of a file kept.',
+    '2.1.0': 'Labels may be class names (ids in label_names.txt order, or sorted with numbers '
+    'by value); the name -> id mapping is stored in the metadata (`labels`).',
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = [
@@ -302,7 +417,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
   def source_changed(self, manual_dir: str) -> bool:
     """Whether the folder differs from the one this prepared copy was built from."""
     recorded = self.info.metadata.get('source', {})
-    rows = read_index(manual_dir)
+    rows = read_index(manual_dir).rows
     mode = recorded.get('fingerprint_mode', 'size')
     return fingerprint(manual_dir, rows, mode) != recorded.get('fingerprint')
 
@@ -311,12 +426,13 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
       manual_dir = os.fspath(dl_manager.manual_dir)
     except AssertionError as e:  # TFDS's way of saying the directory is missing or empty
       raise common.BadDataError(f'skeleton_folder: {e} {_one_line(_INSTRUCTIONS)}') from None
-    rows = read_index(manual_dir)
-    names = read_label_names(manual_dir, max(r.label for r in rows) + 1)
+    index = read_index(manual_dir)
+    rows = index.rows
     check_files_exist(manual_dir, rows)
-    self.info.features['label'].names = names
+    self.info.features['label'].names = list(index.names)
     self.info.metadata.update(
       layout=self.builder_config.layout,
+      labels=index.metadata(),
       source={
         'manual_dir': os.path.abspath(manual_dir),
         'fingerprint': fingerprint(manual_dir, rows, self._fingerprint_mode),
@@ -330,7 +446,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
       if any(r.split == s for r in rows)
     }
 
-  def _generate_examples(self, manual_dir: str, rows: list[IndexRow], split: str):
+  def _generate_examples(self, manual_dir: str, rows: Sequence[IndexRow], split: str):
     layout = skeleton.get_layout(self.builder_config.layout)
     bad_fraction = self._max_bad_fraction
     if bad_fraction is None:
@@ -339,7 +455,7 @@ class SkeletonFolder(tfds.core.GeneratorBasedBuilder):
       max_bad_fraction=bad_fraction, advice='Fix those files, or remove their rows from index.csv.'
     )
     written = 0
-    for row in rows:
+    for row in common.progress(rows, self, split, 'sequences'):
       log.seen += 1
       try:
         seq = load_sequence(sequence_path(manual_dir, row.name), layout)

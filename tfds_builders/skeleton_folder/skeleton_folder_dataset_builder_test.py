@@ -121,7 +121,7 @@ def test_source_changed_tracks_the_folder(folder, tmp_path):
 
 
 def test_content_fingerprint_sees_same_size_edits(folder):
-  rows = sf.read_index(str(folder))
+  rows = sf.read_index(str(folder)).rows
   before = sf.fingerprint(str(folder), rows, 'content')
   assert sf.fingerprint(str(folder), rows, 'size') != before
   path = folder / 'sequences' / 'a04_walk.npy'
@@ -129,6 +129,113 @@ def test_content_fingerprint_sees_same_size_edits(folder):
   np.save(path, np.load(path) + 1.0)
   assert sf.fingerprint(str(folder), rows, 'content') != before
   assert sf.fingerprint(str(folder), rows, 'size') == size
+
+
+# ------------------------------------------------------- labels given as names ---
+
+
+def _labels(builder) -> dict[str, int]:
+  return {
+    name: int(r['label'])
+    for split in ('train', 'test')
+    for name, r in _records(builder, split).items()
+  }
+
+
+def test_class_names_sort_with_numbers_by_value():
+  names = ['a10', 'a2', 'B1', 'a1', 'walk', 'sitDown', 'a01', 'Walk', 'A2']
+  assert sorted(names, key=sf.natural_key) == [
+    'a01',
+    'a1',
+    'A2',
+    'a2',
+    'a10',
+    'B1',
+    'sitDown',
+    'Walk',
+    'walk',
+  ]
+
+
+def test_name_labels_get_the_ids_of_their_sorted_names(folder, tmp_path):
+  """Without label_names.txt the dummy's names sort as its ids: the same dataset."""
+  _write_index(
+    folder,
+    'a01_walk,walk,train,1,1',
+    'a02_wave,wave,train,2,1',
+    'a03_sit,sit,train,2,2',
+    'a04_walk,walk,test,3,2',
+    'a05_wave,wave,test,,',
+  )
+  (folder / 'label_names.txt').unlink()
+  builder = _prepare(folder, tmp_path / 'names')
+  assert builder.info.features['label'].names == ['sit', 'walk', 'wave']
+  assert _labels(builder) == _labels(_prepare(DUMMY, tmp_path / 'ids'))
+  labels = builder.info.metadata['labels']
+  assert labels == {'column': 'names', 'order': 'sorted', 'ids': {'sit': 0, 'walk': 1, 'wave': 2}}
+  again = _builder(tmp_path / 'names')  # read back from the prepared files
+  assert again.info.metadata['labels'] == labels
+
+
+def test_name_labels_follow_the_order_of_label_names_txt(folder, tmp_path):
+  _write_index(
+    folder,
+    'a01_walk,a10,train,1,1',
+    'a02_wave,a2,train,2,1',
+    'a03_sit,a1,train,2,2',
+    'a04_walk,a10,test,3,2',
+    'a05_wave,a2,test,,',
+  )
+  (folder / 'label_names.txt').unlink()
+  sorted_ = _prepare(folder, tmp_path / 'sorted')
+  assert sorted_.info.features['label'].names == ['a1', 'a2', 'a10']  # numbers by value
+  assert _labels(sorted_) == {'a01_walk': 2, 'a02_wave': 1, 'a03_sit': 0, 'a04_walk': 2,
+                              'a05_wave': 1}  # fmt: skip
+  (folder / 'label_names.txt').write_text('a10\na1\na2\n')
+  listed = _prepare(folder, tmp_path / 'listed')
+  assert listed.info.features['label'].names == ['a10', 'a1', 'a2']
+  assert _labels(listed)['a01_walk'] == 0 and _labels(listed)['a02_wave'] == 2
+  assert listed.info.metadata['labels']['order'] == 'label_names.txt'
+
+
+def test_id_labels_record_their_mapping(tmp_path):
+  builder = _prepare(DUMMY, tmp_path / 'data')
+  labels = builder.info.metadata['labels']
+  assert labels == {'column': 'ids', 'order': 'ids', 'ids': {'sit': 0, 'walk': 1, 'wave': 2}}
+
+
+@pytest.mark.parametrize(
+  'rows, message',
+  [
+    (('a,walk,train', 'b,2,test'), r"index\.csv:3: label '2' is a class id, but line 2 has the "
+     r"class name 'walk'; use class names in every row, or integer ids 0\.\.K-1 in every row"),
+    (('a,0,train', 'b,1,train', 'c,sit,test'), r"index\.csv:4: label 'sit' is a class name, "
+     r"but line 2 has the class id '0'"),
+  ],
+)  # fmt: skip
+def test_a_column_mixing_ids_and_names_names_the_row(rows, message):
+  with pytest.raises(BadDataError, match=message):
+    sf.parse_index('name,label,split\n' + '\n'.join(rows) + '\n')
+
+
+def test_label_names_txt_that_disagrees_with_the_names_is_one_line(folder, tmp_path):
+  _write_index(folder, 'a01_walk,walk,train,1,1', 'a02_wave,wave,train,2,1',
+               'a03_sit,sitting,train,2,2', 'a04_walk,walk,test,3,2')  # fmt: skip
+  # sitting is not in the file (sit, walk, wave)
+  with pytest.raises(
+    BadDataError,
+    match=r"index\.csv:4: label 'sitting' is not in \S*label_names\.txt \(3 names: "
+    r'sit, walk, wave\); add it there, or fix the row',
+  ):
+    _prepare(folder, tmp_path / 'data')
+  assert _nothing_prepared(tmp_path / 'data')
+  # sit is in the file, but no row uses it
+  _write_index(folder, 'a01_walk,walk,train,1,1', 'a02_wave,wave,train,2,1',
+               'a04_walk,walk,test,3,2')  # fmt: skip
+  with pytest.raises(
+    BadDataError, match=r"label_names\.txt:1: class 'sit' is the label of no row of \S*index\.csv"
+  ):
+    _prepare(folder, tmp_path / 'data')
 
 
 # ------------------------------------------------ bad data: one clear line each ---
@@ -159,12 +266,12 @@ def test_missing_file_names_the_index_row(folder, tmp_path):
   [
     ('a01_walk,1,val,1,1', "split 'val' is not train or test"),
     ('a01_walk,1,Train,1,1', "split 'Train' is not train or test"),
-    ('a01_walk,walk,train,1,1', "label 'walk' is not an integer class id"),
-    ('a01_walk,-1,train,1,1', "label '-1' is not an integer class id"),
-    ('a01_walk,1.5,train,1,1', "label '1.5' is not an integer class id"),
+    ('a01_walk,-1,train,1,1', "label '-1' is a number but not an integer class id 0..K-1"),
+    ('a01_walk,1.5,train,1,1', "label '1.5' is a number but not an integer class id"),
+    ('a01_walk,1e3,train,1,1', "label '1e3' is a number but not an integer class id"),
     ('a01_walk,1,train,one,1', "subject 'one' is not an integer"),
     ('../x,1,train,1,1', 'bad sequence name'),
-    ('a01_walk,,train,1,1', "label '' is not an integer"),
+    ('a01_walk,,train,1,1', "label '' is empty; give a class name"),
     ('a01_walk,1,train,1', 'fields'),
   ],
 )
@@ -178,6 +285,8 @@ def test_labels_with_gaps_are_an_error():
   text = 'name,label,split\na,0,train\nb,3,train\nc,1,test\n'
   with pytest.raises(BadDataError, match=r'0\.\.K-1 without gaps.*1 of 0\.\.3 never occur \(2\)'):
     sf.parse_index(text)
+  with pytest.raises(BadDataError, match=r'never occur \(0\); the ids start at 1: subtract 1'):
+    sf.parse_index('name,label,split\na,1,train\nb,2,test\n')
 
 
 def test_bad_label_names_file_is_an_error(folder, tmp_path):

@@ -119,7 +119,7 @@ class SyntheticSkeleton(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str):
     config = self.builder_config
-    for subject in config.subjects(split):
+    for subject in common.progress(config.subjects(split), self, split, 'subjects'):
       for label in range(len(LABEL_NAMES)):
         for replication in range(1, config.replications + 1):
           camera = camera_for(subject, label, replication)
