@@ -116,7 +116,7 @@ def save_encoder(directory: str, variables, meta: dict, recalibrated=None) -> No
   """Exports encoder variables ({'params', 'batch_stats'}) with a JSON description.
 
   `recalibrated`: the frozen stages' BN statistics ({'batch_stats': ...},
-  evaluate.recalibrate_bn), saved as an item of its own so the pretrained ones stay.
+  frozen.recalibrate_bn), saved as an item of its own so the pretrained ones stay.
   """
   directory = os.path.abspath(directory)
   meta = {'format': ENCODER_FORMAT, **meta, 'recalibrated': recalibrated is not None}

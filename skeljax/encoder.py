@@ -14,7 +14,7 @@ them, as saved on disk ([T, V, C] or [T, M, V, C]), into (x, n), and `nearest` f
 clip's nearest neighbours among other clips' features (the knn stage's centred cosine).
 
 BatchNorm statistics: with `linear.recalibrate_bn` (the default) the frozen stages
-re-estimate them on clean training clips (evaluate.recalibrate_bn); the pretrain stage
+re-estimate them on clean training clips (frozen.recalibrate_bn); the pretrain stage
 exports those next to the pretraining ones, and `load_encoder` uses them, so its
 features equal the knn stage's. `batch_stats='pretraining'` picks the running statistics
 of pretraining instead.

@@ -17,7 +17,18 @@ import numpy as np
 
 from skeljax import checkpoint as ckpt_lib
 from skeljax import config as config_lib
-from skeljax import data, ensemble, evaluate, loop, optim, plots, pretrain, results
+from skeljax import (
+  data,
+  ensemble,
+  evaluate,
+  frozen,
+  loop,
+  optim,
+  plots,
+  pretrain,
+  results,
+  supervised,
+)
 from skeljax import mesh as mesh_lib
 from skeljax.logger import MetricsLog, read_metrics
 
@@ -40,7 +51,7 @@ class Context:
     """Frozen train/test features of an encoder, computed once per run.
 
     With linear.recalibrate_bn (the default) the encoder's BN statistics are first
-    re-estimated on clean training clips (evaluate.recalibrate_bn), whatever `init` is:
+    re-estimated on clean training clips (frozen.recalibrate_bn), whatever `init` is:
     the pretrained encoder and the random-init reference get the same treatment, and the
     linear probe (fixed-feature path) and the kNN read the same features.
     """
@@ -67,12 +78,12 @@ def frozen_features(ctx: Context, variables):
   """
   config, mesh = ctx.config, ctx.mesh
   if config.linear.recalibrate_bn:
-    fn = ctx.jitted('recalibrate', lambda: evaluate.make_recalibrate_fn(config, mesh))
-    variables = evaluate.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
-  fn = ctx.jitted('features', lambda: evaluate.make_feature_fn(config, mesh))
+    fn = ctx.jitted('recalibrate', lambda: frozen.make_recalibrate_fn(config, mesh))
+    variables = frozen.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
+  fn = ctx.jitted('features', lambda: frozen.make_feature_fn(config, mesh))
   return (
-    evaluate.extract(config, mesh, variables, ctx.train, fn=fn, what='features train'),
-    evaluate.extract(config, mesh, variables, ctx.test, fn=fn, what='features test'),
+    frozen.extract(config, mesh, variables, ctx.train, fn=fn, what='features train'),
+    frozen.extract(config, mesh, variables, ctx.test, fn=fn, what='features test'),
   )
 
 
@@ -81,7 +92,7 @@ def knn_top1(config, num_classes: int, train, test) -> dict[int, dict]:
   (tr_f, tr_y), (te_f, te_y) = train, test
   out = {}
   for k in config.knn.k:
-    scores = evaluate.knn_scores(
+    scores = frozen.knn_scores(
       tr_f, tr_y, te_f, num_classes, k, config.knn.temperature, config.knn.centre
     )
     out[k] = evaluate.accuracy(scores, te_y)
@@ -185,8 +196,8 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   if config.linear.recalibrate_bn and state.batch_stats:
     # The frozen stages' BN statistics (frozen_features), exported so that
     # skeljax.load_encoder gives the knn stage's features without the training data.
-    fn = ctx.jitted('recalibrate', lambda: evaluate.make_recalibrate_fn(config, ctx.mesh))
-    bn = evaluate.recalibrate_bn(config, ctx.mesh, variables, ctx.train, fn=fn)
+    fn = ctx.jitted('recalibrate', lambda: frozen.make_recalibrate_fn(config, ctx.mesh))
+    bn = frozen.recalibrate_bn(config, ctx.mesh, variables, ctx.train, fn=fn)
     recalibrated = {'batch_stats': bn['batch_stats']}
   ckpt_lib.save_encoder(
     os.path.join(ctx.workdir, 'encoder'),
@@ -253,10 +264,10 @@ def _fixed_probe(ctx: Context, init: str, variables):
   """
   sec = ctx.config.linear
   (tr_f, tr_y), (te_f, te_y) = ctx.features(init, variables)
-  dead = int(np.sum(~evaluate.live_dimensions(tr_f)))
+  dead = int(np.sum(~frozen.live_dimensions(tr_f)))
   if sec.standardize:
-    tr_f, te_f = evaluate.standardize(tr_f, te_f)
-  clf, params = evaluate.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, ctx.config.seed)
+    tr_f, te_f = frozen.standardize(tr_f, te_f)
+  clf, params = frozen.fit_linear(tr_f, tr_y, ctx.train.num_classes, sec, ctx.config.seed)
   return np.asarray(clf.apply({'params': params}, jnp.asarray(te_f))), te_y, te_f, dead
 
 
@@ -272,7 +283,7 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
     'encoder': 'frozen',
   }
   if sec.augment:
-    enc, clf, clf_params, bs = evaluate.train_supervised(
+    enc, clf, clf_params, bs = supervised.train_supervised(
       config,
       ctx.workdir,
       ctx.mesh,
@@ -283,7 +294,7 @@ def _linear(ctx: Context, name: str, init: str) -> dict:
       frozen_encoder=True,
       augmented=True,
     )
-    logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
+    logits, labels, feats = supervised.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
     protocol['batch_size'] = bs
     # The augmented probe runs the encoder with its own BN statistics on raw features.
     protocol.update(standardize=False, recalibrate_bn=False)
@@ -329,7 +340,7 @@ def stage_knn(ctx: Context) -> dict[str, dict]:
 def _supervised(ctx, name, sec, init, indices=None) -> dict:
   config = ctx.config
   variables = evaluate.encoder_variables(config, init)
-  enc, clf, clf_params, bs = evaluate.train_supervised(
+  enc, clf, clf_params, bs = supervised.train_supervised(
     config,
     ctx.workdir,
     ctx.mesh,
@@ -341,7 +352,7 @@ def _supervised(ctx, name, sec, init, indices=None) -> dict:
     augmented=True,
     indices=indices,
   )
-  logits, labels, feats = evaluate.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
+  logits, labels, feats = supervised.classify(config, ctx.mesh, enc, clf, clf_params, ctx.test)
   n_train = ctx.train.size if indices is None else int(len(indices))
   return _report(
     ctx,
@@ -377,8 +388,8 @@ def stage_semi(ctx: Context) -> dict[str, dict]:
   entry = {'init': init, 'n_test': ctx.test.size, 'fractions': {}}
   for frac in config.semi.fractions:
     tag = f'semi_{frac * 100:g}pct'
-    idx = evaluate.balanced_subset(labels, frac, config.seed)
-    path = evaluate.save_subset(ctx.workdir, tag, idx)
+    idx = supervised.balanced_subset(labels, frac, config.seed)
+    path = supervised.save_subset(ctx.workdir, tag, idx)
     res = _supervised(ctx, tag, config.semi, init, indices=idx)
     res['subset'] = path
     entry['fractions'][f'{frac:g}'] = res

@@ -20,7 +20,7 @@ import pytest
 import skeljax
 from skeljax import checkpoint as ckpt_lib
 from skeljax import config as config_lib
-from skeljax import data, evaluate, run
+from skeljax import data, evaluate, frozen, run
 from skeljax import encoder as encoder_lib
 from skeljax import mesh as mesh_lib
 from skeljax.encoder import EncoderError
@@ -59,12 +59,12 @@ def _clips(seed=0):
 
 
 def _pipeline_features(config, variables, x, n):
-  """What the frozen stages compute: data.Preprocess, then evaluate's feature function."""
+  """What the frozen stages compute: data.Preprocess, then frozen.make_feature_fn."""
   pre = data.preprocessor(config.data)
   recs = [
     pre({'skeleton': x[i, :, : n[i]].transpose(1, 0, 2, 3), 'label': 0}) for i in range(len(n))
   ]
-  fn = evaluate.make_feature_fn(config, mesh_lib.make_mesh())
+  fn = frozen.make_feature_fn(config, mesh_lib.make_mesh())
   return np.asarray(
     fn(variables, np.stack([r['x'] for r in recs]), np.stack([r['n'] for r in recs]))
   )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skeljax import evaluate, results
+from skeljax import evaluate, frozen, results, supervised
 
 
 def test_accuracy_from_fixed_logits():
@@ -33,27 +33,27 @@ def test_knn_on_constructed_features():
   labels = np.array([0, 0, 0, 1, 1])
   test = np.array([[1, 0.1], [0.1, 1], [0.6, 0.8]], np.float32)
   # Raw cosines (centre=False): the geometry the comments describe.
-  s1 = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
+  s1 = frozen.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
   assert list(np.argmax(s1, -1)) == [0, 1, 1]
   # k = 5 uses every training point: class 0 has more votes, but the weights
   # exp(cos/0.1) still favour the nearer class 1 for the last point.
-  s5 = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=0.1, centre=False)
+  s5 = frozen.knn_scores(train, labels, test, 2, k=5, temperature=0.1, centre=False)
   assert list(np.argmax(s5, -1)) == [0, 1, 1]
   # With a huge temperature the weights are equal: a plain majority vote -> class 0.
-  s_flat = evaluate.knn_scores(train, labels, test, 2, k=5, temperature=1e6, centre=False)
+  s_flat = frozen.knn_scores(train, labels, test, 2, k=5, temperature=1e6, centre=False)
   assert list(np.argmax(s_flat, -1)) == [0, 0, 0]
 
 
 def test_balanced_subset_is_balanced_deterministic_and_seeded():
   labels = np.repeat(np.arange(4), [10, 20, 30, 40])
-  a = evaluate.balanced_subset(labels, 0.1, seed=0)
-  b = evaluate.balanced_subset(labels, 0.1, seed=0)
-  c = evaluate.balanced_subset(labels, 0.1, seed=1)
+  a = supervised.balanced_subset(labels, 0.1, seed=0)
+  b = supervised.balanced_subset(labels, 0.1, seed=0)
+  c = supervised.balanced_subset(labels, 0.1, seed=1)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   assert np.bincount(labels[a]).tolist() == [1, 2, 3, 4]
   # 1% of a 10-sample class still keeps one example.
-  assert np.bincount(labels[evaluate.balanced_subset(labels, 0.01, 0)]).tolist() == [1, 1, 1, 1]
+  assert np.bincount(labels[supervised.balanced_subset(labels, 0.01, 0)]).tolist() == [1, 1, 1, 1]
 
 
 def test_fit_linear_learns_a_separable_problem():
@@ -68,7 +68,7 @@ def test_fit_linear_learns_a_separable_problem():
   sec = config_lib.base_config().linear
   sec = ml_collections.ConfigDict(sec.to_dict())
   sec.epochs, sec.batch_size, sec.lr = 20, 16, 0.1
-  clf, params = evaluate.fit_linear(x, y, 3, sec, seed=0)
+  clf, params = frozen.fit_linear(x, y, 3, sec, seed=0)
   logits = np.asarray(clf.apply({'params': params}, x))
   assert evaluate.accuracy(logits, y)['top1'] == pytest.approx(100.0)
 
@@ -120,28 +120,28 @@ def test_standardize_uses_training_statistics_only():
   rng = np.random.default_rng(0)
   train = rng.normal(3.0, [1.0, 10.0, 0.1], size=(200, 3)).astype(np.float32)
   test = rng.normal(0.0, 1.0, size=(7, 3)).astype(np.float32)
-  tr, te = evaluate.standardize(train, test)
+  tr, te = frozen.standardize(train, test)
   np.testing.assert_allclose(tr.mean(0), 0.0, atol=1e-4)
   np.testing.assert_allclose(tr.std(0), 1.0, rtol=1e-4)
   np.testing.assert_allclose(te, (test - train.mean(0)) / train.std(0), rtol=1e-4)
   # A dead feature stays finite.
   dead = np.zeros((5, 2), np.float32)
-  assert np.isfinite(evaluate.standardize(dead, dead)[0]).all()
+  assert np.isfinite(frozen.standardize(dead, dead)[0]).all()
 
 
 def test_standardize_zeroes_dimensions_dead_on_the_training_set():
   # Columns: std 1; constant 5; std 10; std 5e-6 (below 1e-3 x the median std 1).
   train = np.array([[1, 5, 0, 7], [3, 5, 20, 7.00001]], np.float32)
   test = np.array([[2, 7, 30, 9]], np.float32)  # the dead columns move on the test set
-  tr, te = evaluate.standardize(train, test)
+  tr, te = frozen.standardize(train, test)
   np.testing.assert_allclose(tr, [[-1, 0, -1, 0], [1, 0, 1, 0]], atol=1e-6)
   # With the old absolute floor of 1e-6 the test row was [0, 2e6, 2, 4e5].
   np.testing.assert_allclose(te, [[0, 0, 2, 0]], atol=1e-6)
   assert tr.dtype == te.dtype == np.float32
-  np.testing.assert_array_equal(evaluate.live_dimensions(train), [True, False, True, False])
+  np.testing.assert_array_equal(frozen.live_dimensions(train), [True, False, True, False])
   # Every column dead: all zeros, no division by zero.
   dead = np.full((5, 2), 3.0, np.float32)
-  out = evaluate.standardize(dead, dead + 1)
+  out = frozen.standardize(dead, dead + 1)
   assert (out[0] == 0).all() and (out[1] == 0).all()
 
 
@@ -150,11 +150,11 @@ def test_knn_centring_on_the_training_mean_changes_the_neighbour():
   labels = np.array([0, 1])
   test = np.array([[1.5, 1.2]], np.float32)
   # Raw: the test point's angle (38.7 deg) is nearer [3, 3] (45 deg) than [1, 0] (0 deg).
-  raw = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
+  raw = frozen.knn_scores(train, labels, test, 2, k=1, temperature=0.1, centre=False)
   cos_raw = (1.5 * 3 + 1.2 * 3) / (np.sqrt(1.5**2 + 1.2**2) * np.sqrt(18))
   np.testing.assert_allclose(raw, [[0, np.exp(cos_raw / 0.1)]], rtol=1e-5)
   # Centred on the training mean (2, 1.5): [1, 0] -> (-1, -1.5), test -> (-0.5, -0.3).
-  cen = evaluate.knn_scores(train, labels, test, 2, k=1, temperature=0.1)
+  cen = frozen.knn_scores(train, labels, test, 2, k=1, temperature=0.1)
   cos_cen = (0.5 * 1 + 0.3 * 1.5) / (np.sqrt(0.5**2 + 0.3**2) * np.sqrt(1 + 1.5**2))
   np.testing.assert_allclose(cen, [[np.exp(cos_cen / 0.1), 0]], rtol=1e-5)
 
@@ -209,7 +209,7 @@ def test_recalibrate_bn_gives_the_clean_clips_statistics():
     **variables,
     'batch_stats': jax.tree.map(lambda s: s + 5.0, variables['batch_stats']),  # stale stats
   }
-  new = evaluate.recalibrate_bn(config, mesh.make_mesh(), variables, split)
+  new = frozen.recalibrate_bn(config, mesh.make_mesh(), variables, split)
   batch = split.read(range(12))
   clips = np.asarray(
     augment.eval_clip(

@@ -1,14 +1,14 @@
 """The frozen-feature stages' protocol: which encoders get BN recalibration, what is recorded.
 
 run.stage_linear / stage_knn with the encoder, the BN pass and the feature extraction
-replaced by spies, so the test checks run.py's wiring alone (evaluate.recalibrate_bn has
+replaced by spies, so the test checks run.py's wiring alone (frozen.recalibrate_bn has
 its own test in test_evaluate_metrics.py) and compiles no encoder.
 """
 
 import numpy as np
 import pytest
 
-from skeljax import data, evaluate, mesh, run
+from skeljax import data, evaluate, frozen, mesh, run
 
 PRETRAINED = '/fake/workdir/encoder'
 
@@ -39,8 +39,8 @@ def spies(monkeypatch):
 
   monkeypatch.setattr(evaluate, 'resolve_init', lambda config, workdir: PRETRAINED)
   monkeypatch.setattr(evaluate, 'encoder_variables', encoder_variables)
-  monkeypatch.setattr(evaluate, 'recalibrate_bn', recalibrate_bn)
-  monkeypatch.setattr(evaluate, 'extract', extract)
+  monkeypatch.setattr(frozen, 'recalibrate_bn', recalibrate_bn)
+  monkeypatch.setattr(frozen, 'extract', extract)
   monkeypatch.setattr(run.plots, 'confusion_matrix', lambda *a, **k: 'cm.png')
   monkeypatch.setattr(run.plots, 'feature_map', lambda *a, **k: 'map.png')
   return calls

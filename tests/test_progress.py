@@ -23,7 +23,7 @@ import optax
 import pytest
 
 from skeljax import config as config_lib
-from skeljax import evaluate, objectives, optim, progress
+from skeljax import frozen, objectives, optim, progress
 from skeljax.models import heads
 
 from .conftest import REPO
@@ -98,12 +98,12 @@ def test_linear_probe_reports_its_epochs_and_keeps_its_result(epochs, capsys, mo
   x = (rng.standard_normal((4, 16))[y] + rng.standard_normal((100, 16))).astype(np.float32)
   sec = ml_collections.ConfigDict(config_lib.base_config().linear.to_dict())
   sec.epochs, sec.batch_size = epochs, 16
-  _, params = evaluate.fit_linear(x, y, 4, sec, seed=3)
+  _, params = frozen.fit_linear(x, y, 4, sec, seed=3)
   lines = capsys.readouterr().out.splitlines()
   reference = _fit_linear_in_one_scan(x, y, 4, sec, seed=3)
   for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-  chunk = -(-epochs // evaluate.LINEAR_CHUNKS)
+  chunk = -(-epochs // frozen.LINEAR_CHUNKS)
   assert len(lines) == -(-epochs // chunk)  # one line a chunk, the last one closing
   assert lines[0].startswith(f'linear probe {chunk}/{epochs} epochs | ') and 'ETA' in lines[0]
   assert lines[-1].startswith(f'linear probe {epochs}/{epochs} epochs | ')

@@ -119,7 +119,7 @@ def test_linear_probe_leaves_the_encoder_bit_identical(demo_run, tmp_path):
   """
   import jax
 
-  from skeljax import data, evaluate
+  from skeljax import data, evaluate, supervised
   from skeljax import mesh as mesh_lib
 
   config, workdir, _ = demo_run
@@ -132,7 +132,7 @@ def test_linear_probe_leaves_the_encoder_bit_identical(demo_run, tmp_path):
   before = evaluate.encoder_variables(config, str(workdir / 'encoder'))
   before = jax.tree.map(np.asarray, before)
   train = data.load_split(data.prepare(config.data), config.data, 'train')
-  enc, _, clf_params, _ = evaluate.train_supervised(
+  enc, _, clf_params, _ = supervised.train_supervised(
     config,
     str(tmp_path),
     mesh_lib.make_mesh(),
