@@ -16,6 +16,7 @@ from skeljax import config as config_lib
 from skeljax import ensemble, models, skeleton, transforms
 
 from .conftest import REPO
+from .test_train import _tiny_config
 
 # A hip with two knees, with an OpenPose-like confidence channel.
 TOY = skeleton.Layout(
@@ -249,15 +250,9 @@ def test_bad_stream_or_ensemble_exits_2_with_one_line(make, extra, needle, tmp_p
 
 
 def _tiny(tmp, **fields):
-  c = config_lib.load_config('demo', 'tiny')
-  c.data.data_dir = str(tmp.parent / 'shared_data_dir')
-  c.model.name = 'transformer'  # the tiny transformer compiles in a fraction of the ST-GCN's time
-  c.model.heads = 2
-  c.random_reference = False
-  for field, value in fields.items():
-    section, _, key = field.rpartition('.')
-    (c[section] if section else c)[key] = value
-  return c
+  # The tiny transformer compiles in a fraction of the ST-GCN's time.
+  base = {'model.name': 'transformer', 'model.heads': 2, 'random_reference': False}
+  return _tiny_config(tmp, **base, **fields)
 
 
 @pytest.fixture(scope='module')
