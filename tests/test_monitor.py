@@ -43,6 +43,7 @@ def test_monitor_logs_every_epoch_and_its_last_value_is_the_knn_stage(monitored_
   assert (workdir / 'plots' / 'pretrain_curves.png').exists()
 
 
+@pytest.mark.slow
 def test_monitor_off_logs_no_knn(tmp_path):
   from skeljax import run
 

@@ -282,6 +282,7 @@ def ensemble_runs(tmp_path_factory):
   return (a, b, c), out_b['stages'], out_c['stages']['ensemble'], cfg_c
 
 
+@pytest.mark.slow  # two tiny pretrainings (~1 min); CI runs the slow set
 def test_ensemble_fuses_the_members_probabilities(ensemble_runs):
   (a, b, c), stages_b, entry, _ = ensemble_runs
   assert {'top1', 'top5', 'n_train', 'n_test', 'members', 'fusion'} <= set(entry)
@@ -302,6 +303,7 @@ def test_ensemble_fuses_the_members_probabilities(ensemble_runs):
   assert 'joint' in (c / 'results.md').read_text() and 'motion' in (c / 'results.md').read_text()
 
 
+@pytest.mark.slow  # two tiny pretrainings (~1 min); CI runs the slow set
 def test_ensemble_members_are_deterministic_across_runs(ensemble_runs):
   (a, b, c), stages_b, entry, _ = ensemble_runs
   own = stages_b['ensemble']['members']  # B's ensemble: its own motion encoder first, then A
@@ -315,6 +317,7 @@ def test_ensemble_members_are_deterministic_across_runs(ensemble_runs):
   )
 
 
+@pytest.mark.slow  # two tiny pretrainings (~1 min); CI runs the slow set
 def test_an_encoder_of_another_stream_is_refused(ensemble_runs):
   from skeljax import evaluate
 
