@@ -70,16 +70,25 @@ class Context:
     return os.path.join(self.workdir, 'plots', name)
 
 
-def frozen_features(ctx: Context, variables):
+def frozen_variables(ctx: Context, variables):
+  """The frozen stages' encoder variables: with linear.recalibrate_bn the BN statistics
+  re-estimated on clean training clips (frozen.recalibrate_bn), else `variables`."""
+  config, mesh = ctx.config, ctx.mesh
+  if not config.linear.recalibrate_bn:
+    return variables
+  fn = ctx.jitted('recalibrate', lambda: frozen.make_recalibrate_fn(config, mesh))
+  return frozen.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
+
+
+def frozen_features(ctx: Context, variables, *, recalibrated: bool = False):
   """((train features, labels), (test features, labels)) of a frozen encoder.
 
-  The one feature protocol of the frozen stages and the kNN monitor: with
-  linear.recalibrate_bn the BN statistics are first re-estimated on clean training clips.
+  The one feature protocol of the frozen stages and the kNN monitor: the variables of
+  frozen_variables (pass recalibrated=True when they already are).
   """
   config, mesh = ctx.config, ctx.mesh
-  if config.linear.recalibrate_bn:
-    fn = ctx.jitted('recalibrate', lambda: frozen.make_recalibrate_fn(config, mesh))
-    variables = frozen.recalibrate_bn(config, mesh, variables, ctx.train, fn=fn)
+  if not recalibrated:
+    variables = frozen_variables(ctx, variables)
   fn = ctx.jitted('features', lambda: frozen.make_feature_fn(config, mesh))
   return (
     frozen.extract(config, mesh, variables, ctx.train, fn=fn, what='features train'),
@@ -99,25 +108,32 @@ def knn_top1(config, num_classes: int, train, test) -> dict[int, dict]:
   return out
 
 
-def knn_monitor(ctx: Context):
+class KnnMonitor:
   """The online kNN monitor: state -> {'knn<k>': top-1 %} of the query encoder.
 
   The knn stage's protocol (frozen_features, knn_top1) on the training split's clean
   clips as the bank and ctx.test (the validation part when one is set) as queries, so the
-  value at the last step equals the knn stage's on the exported encoder.
+  value at the last step equals the knn stage's on the exported encoder. It keeps the last
+  call's frozen variables and features (`last`), which stage_pretrain hands on to the
+  export and the frozen stages instead of computing them again.
   """
 
-  def monitor(state) -> dict:
+  def __init__(self, ctx: Context):
+    self.ctx = ctx
+    self.last = None  # (step, frozen variables, features)
+
+  def __call__(self, state) -> dict:
+    ctx = self.ctx
     variables = {'params': state.params['encoder']}
     if state.batch_stats:
       variables['batch_stats'] = state.batch_stats
-    train, test = frozen_features(ctx, variables)
+    variables = frozen_variables(ctx, variables)
+    train, test = frozen_features(ctx, variables, recalibrated=True)
+    self.last = (int(state.step), variables, (train, test))
     return {
       f'knn{k}': acc['top1']
       for k, acc in knn_top1(ctx.config, ctx.train.num_classes, train, test).items()
     }
-
-  return monitor
 
 
 # ---------------------------------------------------------------- stages ---
@@ -162,6 +178,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     os.path.join(ctx.workdir, 'checkpoints', 'pretrain'), keep=sec.keep_checkpoints, fingerprint_=fp
   )
   log = MetricsLog(ctx.workdir, 'pretrain', total, sec.batch_size)
+  monitor = KnnMonitor(ctx) if sec.monitor_every > 0 else None
   t0 = time.perf_counter()
   state = loop.run(
     stage='pretrain',
@@ -182,7 +199,7 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     log_every=sec.log_every,
     checkpoint_every=sec.checkpoint_every,
     lr_fn=lr,
-    monitor=knn_monitor(ctx) if sec.monitor_every > 0 else None,
+    monitor=monitor,
     monitor_every=sec.monitor_every * steps_per_epoch,
   )
   # Summed over every segment when the stage was killed and resumed (logger.MetricsLog).
@@ -192,19 +209,21 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
     'params': state.params['encoder'],
     **({'batch_stats': state.batch_stats} if state.batch_stats else {}),
   }
+  # The monitor's last call saw this very state (loop.run monitors the last step): its
+  # recalibrated statistics are exported and its features serve the frozen stages.
+  last = monitor.last if monitor is not None else None
+  if last is not None and last[0] != total:  # a resumed run that had already finished
+    last = None
+  frozen_vars = last[1] if last else frozen_variables(ctx, variables)
   recalibrated = None
   if config.linear.recalibrate_bn and state.batch_stats:
-    # The frozen stages' BN statistics (frozen_features), exported so that
+    # The frozen stages' BN statistics (frozen_variables), exported so that
     # skeljax.load_encoder gives the knn stage's features without the training data.
-    fn = ctx.jitted('recalibrate', lambda: frozen.make_recalibrate_fn(config, ctx.mesh))
-    bn = frozen.recalibrate_bn(config, ctx.mesh, variables, ctx.train, fn=fn)
-    recalibrated = {'batch_stats': bn['batch_stats']}
-  ckpt_lib.save_encoder(
-    os.path.join(ctx.workdir, 'encoder'),
-    variables,
-    encoder_metadata(config, total),
-    recalibrated=recalibrated,
-  )
+    recalibrated = {'batch_stats': frozen_vars['batch_stats']}
+  path = os.path.join(ctx.workdir, 'encoder')
+  ckpt_lib.save_encoder(path, variables, encoder_metadata(config, total), recalibrated=recalibrated)
+  if last:
+    ctx._features[path] = last[2]
   records = read_metrics(ctx.workdir, 'pretrain')
   # Each logged rate excludes its segment's compiling step (logger.MetricsLog.rate); a
   # run of one step per segment has none.

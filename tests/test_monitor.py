@@ -11,6 +11,8 @@ from .test_train import _tiny_config
 def monitored_run(tmp_path_factory):
   from skeljax import run
 
+  from skeljax import frozen
+
   tmp = tmp_path_factory.mktemp('monitor')
   config = _tiny_config(
     tmp,
@@ -21,12 +23,21 @@ def monitored_run(tmp_path_factory):
       'stages': ('pretrain', 'knn'),
     },
   )
-  out = run.train_and_evaluate(config, str(tmp / 'run'))
-  return config, tmp / 'run', out
+  calls = []
+  recalibrate = frozen.recalibrate_bn
+
+  def counted(*args, **kwargs):
+    calls.append(1)
+    return recalibrate(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(frozen, 'recalibrate_bn', counted)
+    out = run.train_and_evaluate(config, str(tmp / 'run'))
+  return config, tmp / 'run', out, len(calls)
 
 
 def test_monitor_logs_every_epoch_and_its_last_value_is_the_knn_stage(monitored_run):
-  config, workdir, out = monitored_run
+  config, workdir, out, _ = monitored_run
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   pre = [r for r in records if r['stage'] == 'pretrain']
   steps_per_epoch = 56 // config.pretrain.batch_size  # the tiny demo's 56 training clips
@@ -52,3 +63,19 @@ def test_monitor_off_logs_no_knn(tmp_path):
   assert 'monitor' not in out['stages']['pretrain']
   text = (tmp_path / 'off' / 'metrics.jsonl').read_text()
   assert 'knn1' not in text
+
+
+def test_the_knn_stage_reuses_the_last_monitor_call_and_a_fresh_run_agrees(monitored_run, tmp_path):
+  from skeljax import run
+
+  config, workdir, out, recalibrations = monitored_run
+  # One BN recalibration per monitor call (2 epochs): the export and the knn stage reuse
+  # the last one instead of recalibrating and extracting again.
+  assert recalibrations == 2
+  # A fresh run from the exported encoder recomputes everything: the same numbers.
+  fresh = config.copy_and_resolve_references()
+  fresh.init_from = str(workdir)
+  fresh.stages = ('knn',)
+  again = run.train_and_evaluate(fresh, str(tmp_path / 'fresh'))['stages']['knn']
+  for k in config.knn.k:
+    assert again[f'k{k}']['top1'] == out['stages']['knn'][f'k{k}']['top1']
