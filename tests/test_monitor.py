@@ -9,9 +9,7 @@ from .test_train import _tiny_config
 
 @pytest.fixture(scope='module')
 def monitored_run(tmp_path_factory):
-  from skeljax import run
-
-  from skeljax import frozen
+  from skeljax import frozen, run
 
   tmp = tmp_path_factory.mktemp('monitor')
   config = _tiny_config(
