@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,20 +21,75 @@ def _save(fig, path: str) -> str:
   return path
 
 
-def training_curves(records: list[dict], path: str, title: str) -> str | None:
-  """Every numeric metric of a stage against step, one panel per metric."""
-  keys = []
+# The curves plot's panels: (title, metrics drawn together, reference line or None). Any
+# other numeric metric gets a panel of its own; BOOKKEEPING shares one small panel.
+CURVE_PANELS = (
+  ('loss', ('loss', 'nce'), None),
+  ('instance accuracy', ('acc',), None),
+  ('kNN monitor (top-1 %)', ('knn1', 'knn20'), None),
+  ('broken clip: loss', ('broken',), None),
+  ('broken clip: neg_win (chance 0.5)', ('neg_win',), 0.5),
+  ('interpolation / linear fill', ('interp',), 1.0),
+)
+BOOKKEEPING = ('lr', 'momentum')
+NOT_DRAWN = ('stage', 'step', 'samples_per_s', 'elapsed_s', 'nn_active')
+
+
+def curve_panels(records: list[dict]) -> list[tuple[str, tuple[str, ...], float | None]]:
+  """The panels training_curves draws for these records, in order; empty ones left out."""
+  present = []
   for r in records:  # every metric any record has (the kNN monitor logs only some steps)
-    keys += [k for k in r if k not in ('stage', 'step', 'samples_per_s') and k not in keys]
-  if not keys:
+    present += [k for k, v in r.items() if k not in present and isinstance(v, int | float)]
+  if all(r.get('nce') == r.get('loss') for r in records):  # the loss is InfoNCE alone
+    present = [k for k in present if k != 'nce']
+  panels, placed = [], set(NOT_DRAWN) | set(BOOKKEEPING)
+  for title, keys, ref in CURVE_PANELS:
+    keys = tuple(k for k in keys if k in present)
+    if keys:
+      panels.append((title, keys, ref))
+      placed.update(keys)
+  panels += [(k, (k,), None) for k in present if k not in placed]
+  book = tuple(k for k in BOOKKEEPING if k in present)
+  if book:
+    panels.append(('lr, momentum', book, None))
+  return panels
+
+
+def training_curves(records: list[dict], path: str, title: str) -> str | None:
+  """A grid of a stage's metrics against step (curve_panels): the loss parts, instance
+  accuracy, the kNN monitor and each MCC signal on their own panels; lr and momentum
+  share one small panel (momentum on the right axis)."""
+  panels = curve_panels(records)
+  if not panels:
     return None
-  fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
-  for ax, k in zip(axes[0], keys, strict=True):
-    have = [r for r in records if r.get(k) is not None]
-    ax.plot([r['step'] for r in have], [r[k] for r in have], marker='.' if len(have) < 30 else None)
-    ax.set_title(k)
+  cols = min(3, len(panels))
+  rows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+  for ax in axes.flat[len(panels) :]:
+    ax.set_visible(False)
+  for ax, (name, keys, ref) in zip(axes.flat, panels, strict=False):
+    for i, k in enumerate(keys):
+      have = [r for r in records if r.get(k) is not None]
+      steps, values = [r['step'] for r in have], [r[k] for r in have]
+      marker = '.' if len(have) < 30 else None
+      if k == 'momentum' and len(keys) > 1:  # a different scale: its own axis
+        twin = ax.twinx()
+        twin.plot(steps, values, color='tab:gray', linestyle='--')
+        twin.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%.4f'))
+        if max(values) - min(values) < 1e-4:  # a constant EMA: a readable window around it
+          twin.set_ylim(values[0] - 1e-3, values[0] + 1e-3)
+        twin.set_ylabel('momentum (dashed)', color='tab:gray', fontsize=8)
+        continue
+      ax.plot(steps, values, marker=marker, label=k, color=f'C{i}')
+    if ref is not None:
+      ax.axhline(ref, color='k', linewidth=0.8, linestyle=':')
+    if len([k for k in keys if k != 'momentum']) > 1:
+      ax.legend(fontsize=8, loc='best')
+    ax.set_title(name, fontsize=10)
     ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
   fig.suptitle(title)
+  fig.tight_layout()
   return _save(fig, path)
 
 

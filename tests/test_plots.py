@@ -1,0 +1,44 @@
+"""The pretraining curves plot: which metric goes on which panel of the grid."""
+
+from skeljax import plots
+
+
+def _records(**extra):
+  out = []
+  for step in (10, 20, 30):
+    r = {'stage': 'pretrain', 'step': step, 'loss': 5.0 - step / 10, 'nce': 4.0, 'acc': 0.1}
+    r.update(lr=1e-3, momentum=0.99, elapsed_s=step * 2.0, samples_per_s=50.0, nn_active=0.0)
+    r.update({k: v(step) for k, v in extra.items()})
+    out.append(r)
+  out[-1].update(knn1=40.0, knn20=45.0)  # the monitor logs only some steps
+  return out
+
+
+def test_mcc_metrics_get_their_own_panels_and_bookkeeping_shares_one():
+  records = _records(broken=lambda s: 0.6, neg_win=lambda s: 0.4, interp=lambda s: 1.0, extra=float)
+  panels = {title: keys for title, keys, _ in plots.curve_panels(records)}
+  assert panels['loss'] == ('loss', 'nce')
+  assert panels['instance accuracy'] == ('acc',)
+  assert panels['kNN monitor (top-1 %)'] == ('knn1', 'knn20')
+  assert panels['broken clip: neg_win (chance 0.5)'] == ('neg_win',)
+  assert panels['interpolation / linear fill'] == ('interp',)
+  assert panels['extra'] == ('extra',)  # a metric nobody listed still gets drawn
+  assert list(panels)[-1] == 'lr, momentum' and panels['lr, momentum'] == ('lr', 'momentum')
+  drawn = [k for keys in panels.values() for k in keys]
+  assert len(drawn) == len(set(drawn))  # every metric on one panel only
+  assert not {'elapsed_s', 'samples_per_s', 'nn_active', 'step'} & set(drawn)
+
+
+def test_contrastive_run_draws_no_empty_panels_and_no_duplicate_nce(tmp_path):
+  records = [dict(r, nce=r['loss']) for r in _records()]
+  panels = plots.curve_panels(records)
+  assert [t for t, _, _ in panels] == [
+    'loss',
+    'instance accuracy',
+    'kNN monitor (top-1 %)',
+    'lr, momentum',
+  ]
+  assert panels[0][1] == ('loss',)  # nce equals the loss everywhere: drawn once
+  path = plots.training_curves(records, str(tmp_path / 'c.png'), 'pretrain')
+  assert path and (tmp_path / 'c.png').stat().st_size > 10_000
+  assert plots.training_curves([], str(tmp_path / 'none.png'), 'x') is None
