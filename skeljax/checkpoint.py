@@ -132,6 +132,16 @@ def encoder_exists(directory: str) -> bool:
   return os.path.isdir(directory) and ocp.CheckpointManager(directory).latest_step() is not None
 
 
+def find_encoder(path: str) -> str | None:
+  """The exported encoder of a workdir (<path>/encoder) or of an encoder folder (path
+  itself), absolute; None when neither holds one."""
+  path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+  for candidate in (os.path.join(path, 'encoder'), path):
+    if encoder_exists(candidate):
+      return candidate
+  return None
+
+
 def _restore(directory: str, **items):
   directory = os.path.abspath(directory)
   with ocp.CheckpointManager(directory) as m:

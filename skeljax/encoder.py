@@ -226,9 +226,9 @@ def _find(path: str) -> str:
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   if not os.path.exists(path):
     raise EncoderError(f'{path} does not exist: give a workdir or its encoder/ folder')
-  for candidate in (os.path.join(path, 'encoder'), path):
-    if ckpt_lib.encoder_exists(candidate):
-      return candidate
+  found = ckpt_lib.find_encoder(path)
+  if found:
+    return found
   raise EncoderError(
     f'{path} holds no exported encoder: expected a workdir whose pretrain stage finished '
     '(it writes <workdir>/encoder) or that encoder/ folder'

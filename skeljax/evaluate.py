@@ -58,10 +58,9 @@ def resolve_init(config, workdir: str) -> str:
         'or set --config.init_from=random or a workdir / checkpoint path'
       )
     return path
-  src = os.path.abspath(os.path.expanduser(src))
-  for path in (os.path.join(src, 'encoder'), src):
-    if ckpt_lib.encoder_exists(path):
-      return path
+  found = ckpt_lib.find_encoder(src)
+  if found:
+    return found
   raise EvalError(
     f'init_from={config.init_from!r} holds no exported encoder '
     '(expected <workdir>/encoder from a pretrain stage)'
