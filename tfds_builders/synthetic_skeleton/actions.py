@@ -1,12 +1,26 @@
-"""The action library: each action is a few key poses in joint angles.
+"""The action library: each action is a sequence of key poses in joint angles.
 
 A key pose names anatomical degrees of freedom in degrees, e.g.
 `{'shoulder_flex_r': 90}` lifts the right arm forward to horizontal. Suffix
 `_l`, `_r` or `_lr` (both sides) picks the side. Between keys the angles follow
 a minimum-jerk profile, the smooth point-to-point profile of human reaching, so a
-motion played backwards is again a plausible motion. The reversed actions
-(`stand up` is `sit down` backwards, etc.) are built by `reverse`, so the pairs
-are exact time reverses in joint angles and differ only in the order of events.
+motion played backwards is again a plausible motion.
+
+Classes differ in *motion*, not in a static pose. Every action starts and ends
+at the subject's rest posture, and the actions come in groups whose members visit
+the same key poses for the same share of the time:
+
+  strokes     a stroke goes rest -> key pose -> rest, the same way out and back
+              (time-symmetric);
+  order       'a, then b' and 'b, then a' are the same two strokes in the other
+              order, and each is the exact time reverse of the other;
+  rhythm      'a and b twice' is the same pose path at twice the pace, two
+              rounds in the time of one; 'quick up, slow down' and 'slow up,
+              quick down' are one stroke with an uneven pace, time reverses of
+              each other with the same poses held for the same time.
+
+So a model that sees which poses occur, and for how long, cannot tell a group's
+members apart; it has to see the order of events or the rhythm.
 
 Right-side degrees of freedom are defined as the mirror images of the left
 ones, so a left-handed subject is the mirror image of the whole motion
@@ -72,19 +86,12 @@ class Action:
       0 and last at 1; the pose is an offset from the subject's rest posture.
     seconds: typical duration of the action part of a clip.
     anchor: which feet stay planted: 'feet', 'left' or 'right'.
-    oscillation: optional (start, end, {dof: amplitude in degrees}, (min, max)
-      cycles): a sinusoid added between two key times, e.g. waving.
-    flight: optional (start, end): a ballistic hop between those times.
-    two_person: a second person performs the same keys facing the first.
   """
 
   name: str
   keys: tuple[tuple[float, dict[str, float]], ...]
   seconds: float
   anchor: str = 'feet'
-  oscillation: tuple | None = None
-  flight: tuple[float, float] | None = None
-  two_person: bool = False
 
   def __post_init__(self):
     times = [t for t, _ in self.keys]
@@ -95,14 +102,20 @@ class Action:
 def reverse(action: Action, name: str) -> Action:
   """The same action played backwards in time."""
   return dataclasses.replace(
-    action,
-    name=name,
-    keys=tuple((1.0 - t, p) for t, p in reversed(action.keys)),
-    oscillation=None
-    if action.oscillation is None
-    else (1.0 - action.oscillation[1], 1.0 - action.oscillation[0], *action.oscillation[2:]),
-    flight=None if action.flight is None else (1.0 - action.flight[1], 1.0 - action.flight[0]),
+    action, name=name, keys=tuple((1.0 - t, p) for t, p in reversed(action.keys))
   )
+
+
+def strokes(name: str, poses, seconds: float, hold: float = 0.2) -> Action:
+  """Rest -> pose -> rest for each pose in turn, each stroke in an equal share of
+  the time, `hold` of its share spent still at the pose (time-symmetric strokes)."""
+  keys = [(0.0, {})]
+  share = 1.0 / len(poses)
+  for i, p in enumerate(poses):
+    start = i * share
+    keys += [(start + share * (0.5 - hold / 2), p), (start + share * (0.5 + hold / 2), p)]
+    keys.append((1.0 if i == len(poses) - 1 else start + share, {}))
+  return Action(name, tuple(keys), seconds)
 
 
 def min_jerk(s: np.ndarray) -> np.ndarray:
@@ -118,27 +131,9 @@ def key_angles(times: np.ndarray, poses: np.ndarray, u: np.ndarray) -> np.ndarra
   return poses[seg] + s * (poses[seg + 1] - poses[seg])
 
 
-_SIT = {
-  'trunk_flex': 5,
-  'hip_flex_lr': 88,
-  'knee_flex_lr': 92,
-  'shoulder_flex_lr': 30,
-  'elbow_flex_lr': 45,
-}
-_SITTING_DOWN = {
-  'trunk_flex': 35,
-  'head_flex': 10,
-  'hip_flex_lr': 45,
-  'knee_flex_lr': 65,
-  'shoulder_flex_lr': 25,
-}
-_HAND_UP = {'shoulder_flex_r': 165, 'shoulder_abd_r': 10, 'elbow_flex_r': 8, 'head_flex': -5}
-_HAT_IN_FRONT = {
-  'shoulder_flex_lr': 40,
-  'shoulder_abd_lr': 10,
-  'shoulder_hadd_lr': 15,
-  'elbow_flex_lr': 85,
-}
+# Key poses, offsets from the rest posture. One-arm poses use the right arm.
+_REACH = {'shoulder_flex_r': 90, 'shoulder_hadd_r': 10, 'elbow_flex_r': 10}
+_SIDE = {'shoulder_abd_r': 85, 'elbow_flex_r': 10, 'head_turn': -10}
 _HANDS_ON_HEAD = {
   'shoulder_flex_lr': 135,
   'shoulder_abd_lr': 30,
@@ -146,129 +141,48 @@ _HANDS_ON_HEAD = {
   'elbow_rot_lr': -45,
   'head_flex': 8,
 }
-_WAVE_UP = {
-  'shoulder_abd_r': 85,
-  'shoulder_flex_r': 15,
-  'elbow_flex_r': 95,
-  'elbow_rot_r': 80,
+_ARMS_WIDE = {'shoulder_abd_lr': 80, 'shoulder_flex_lr': 10, 'elbow_flex_lr': 10, 'head_flex': -5}
+_BOW = {'trunk_flex': 45, 'head_flex': 15, 'shoulder_flex_lr': 15}
+_SQUAT = {
+  'hip_flex_lr': 80,
+  'knee_flex_lr': 100,
+  'trunk_flex': 25,
+  'shoulder_flex_lr': 60,
+  'elbow_flex_lr': 20,
 }
-_CLAP = {'shoulder_flex_lr': 50, 'shoulder_hadd_lr': 13, 'elbow_flex_lr': 70}
-_CUP_AT_MOUTH = {
-  'shoulder_flex_r': 60,
-  'shoulder_hadd_r': 20,
-  'elbow_flex_r': 120,
-  'elbow_rot_r': -30,
-  'head_flex': -5,
-}
-_PHONE_AT_EAR = {
-  'shoulder_flex_r': 110,
-  'shoulder_abd_r': 20,
-  'shoulder_hadd_r': -10,
-  'elbow_flex_r': 130,
-  'elbow_rot_r': -30,
-  'head_flex': 5,
-}
-_POINT = {'shoulder_flex_r': 85, 'shoulder_abd_r': 10, 'elbow_flex_r': 5, 'head_turn': -5}
-_SHAKE = {'shoulder_flex_r': 45, 'shoulder_hadd_r': 15, 'elbow_flex_r': 45}
+_HAND_UP = {'shoulder_flex_r': 165, 'shoulder_abd_r': 10, 'elbow_flex_r': 8, 'head_flex': -5}
 
-_SIT_DOWN = Action('sit down', ((0.0, {}), (0.45, _SITTING_DOWN), (1.0, _SIT)), seconds=2.4)
-_RAISE_HAND = Action(
-  'raise hand',
-  (
-    (0.0, {}),
-    (0.5, {'shoulder_flex_r': 80, 'shoulder_abd_r': 10, 'elbow_flex_r': 35}),
-    (1.0, _HAND_UP),
-  ),
-  seconds=1.7,
-)
-_PUT_ON_HAT = Action(
-  'put on a hat',
-  (
-    (0.0, _HAT_IN_FRONT),
-    (0.4, _HANDS_ON_HEAD),
-    (0.6, {**_HANDS_ON_HEAD, 'elbow_flex_lr': 108, 'head_flex': 4}),
-    (1.0, {}),
-  ),
-  seconds=2.8,
+
+def _order_group(a: tuple[str, dict], b: tuple[str, dict], seconds: float) -> tuple[Action, ...]:
+  """'a, then b', its reverse 'b, then a', and both twice at double pace (and reverse)."""
+  (name_a, pose_a), (name_b, pose_b) = a, b
+  once = strokes(f'{name_a}, then {name_b}', (pose_a, pose_b), seconds)
+  twice = strokes(f'{name_a} and {name_b} twice', (pose_a, pose_b) * 2, seconds)
+  return (
+    once,
+    reverse(once, f'{name_b}, then {name_a}'),
+    twice,
+    reverse(twice, f'{name_b} and {name_a} twice'),
+  )
+
+
+_QUICK_UP = Action(
+  'raise hand quickly, lower it slowly',
+  ((0.0, {}), (0.22, _HAND_UP), (0.38, _HAND_UP), (1.0, {})),
+  seconds=2.2,
 )
 
 ACTIONS = (
-  _SIT_DOWN,
-  reverse(_SIT_DOWN, 'stand up'),
-  _RAISE_HAND,
-  reverse(_RAISE_HAND, 'lower hand'),
-  _PUT_ON_HAT,
-  reverse(_PUT_ON_HAT, 'take off a hat'),
-  Action(
-    'hand waving',
-    ((0.0, {}), (0.2, _WAVE_UP), (0.8, _WAVE_UP), (1.0, {})),
-    seconds=3.0,
-    oscillation=(0.2, 0.8, {'elbow_flex_r': 25}, (2.5, 4.5)),
-  ),
-  Action(
-    'clapping',
-    ((0.0, {}), (0.15, _CLAP), (0.85, _CLAP), (1.0, {})),
-    seconds=2.6,
-    oscillation=(0.15, 0.85, {'shoulder_hadd_lr': 11}, (4.0, 7.0)),
-  ),
-  Action(
-    'drink water',
-    ((0.0, {}), (0.35, _CUP_AT_MOUTH), (0.65, {**_CUP_AT_MOUTH, 'head_flex': -18}), (1.0, {})),
-    seconds=2.6,
-  ),
-  Action(
-    'phone call', ((0.0, {}), (0.25, _PHONE_AT_EAR), (0.8, _PHONE_AT_EAR), (1.0, {})), seconds=3.2
-  ),
-  Action('pointing', ((0.0, {}), (0.35, _POINT), (0.7, _POINT), (1.0, {})), seconds=2.0),
-  Action(
-    'kicking',
-    (
-      (0.0, {}),
-      (0.3, {'hip_flex_r': -15, 'knee_flex_r': 70, 'trunk_flex': 5, 'shoulder_abd_lr': 15}),
-      (
-        0.5,
-        {
-          'hip_flex_r': 75,
-          'knee_flex_r': 10,
-          'ankle_flex_r': 20,
-          'trunk_flex': -12,
-          'shoulder_abd_lr': 20,
-        },
-      ),
-      (0.75, {'hip_flex_r': 25, 'knee_flex_r': 50, 'shoulder_abd_lr': 10}),
-      (1.0, {}),
-    ),
-    seconds=1.6,
-    anchor='left',
-  ),
-  Action(
-    'jump up',
-    (
-      (0.0, {}),
-      (0.3, {'hip_flex_lr': 50, 'knee_flex_lr': 75, 'trunk_flex': 30, 'shoulder_flex_lr': -35}),
-      (0.45, {'shoulder_flex_lr': 70, 'ankle_flex_lr': 25}),
-      (0.62, {'hip_flex_lr': 10, 'knee_flex_lr': 15, 'shoulder_flex_lr': 40, 'ankle_flex_lr': 10}),
-      (0.75, {'hip_flex_lr': 35, 'knee_flex_lr': 55, 'trunk_flex': 20, 'shoulder_flex_lr': 20}),
-      (1.0, {}),
-    ),
-    seconds=2.0,
-    flight=(0.43, 0.66),
-  ),
-  Action(
-    'handshaking',
-    ((0.0, {}), (0.3, _SHAKE), (0.75, _SHAKE), (1.0, {})),
-    seconds=3.2,
-    oscillation=(0.3, 0.75, {'elbow_flex_r': 8}, (2.0, 4.0)),
-    two_person=True,
-  ),
+  *_order_group(('reach forward', _REACH), ('arm out', _SIDE), seconds=2.6),
+  *_order_group(('hands on head', _HANDS_ON_HEAD), ('arms wide', _ARMS_WIDE), seconds=2.8),
+  *_order_group(('bow', _BOW), ('squat', _SQUAT), seconds=3.0),
+  _QUICK_UP,
+  reverse(_QUICK_UP, 'raise hand slowly, lower it quickly'),
 )
 
-# (forward, backward) name pairs that are exact time reverses of each other.
-REVERSE_PAIRS = (
-  ('sit down', 'stand up'),
-  ('raise hand', 'lower hand'),
-  ('put on a hat', 'take off a hat'),
-)
+# (forward, backward) name pairs that are exact time reverses of each other: labels
+# 2k and 2k + 1.
+REVERSE_PAIRS = tuple((ACTIONS[i].name, ACTIONS[i + 1].name) for i in range(0, len(ACTIONS), 2))
 
 
 def by_name(name: str) -> Action:

@@ -5,13 +5,17 @@ One clip = one performance of one action by one subject, seen by one camera:
   subject      bone lengths (body size), handedness, rest posture, tempo;
                drawn once per subject id, so a subject has the same body in
                every clip.
-  performance  clip length (speed), idle time before and after the action, a
-               time warp, amplitude, per-key pose noise, which hand does it,
-               sway, glances and a gesture of the free hand, a small drift and
-               turn, the person's facing (+-45 degrees) and place on the floor.
+  performance  clip length (speed), idle time before and after the action,
+               the pace of each stroke (tempo varies between repetitions) and a
+               smooth time warp (and within them), amplitude, per-key pose noise,
+               which hand does it, sway, glances and a gesture of the free hand,
+               a small drift and turn, the person's facing (+-45 degrees) and
+               place on the floor.
   camera       one of three azimuths (-45, 0, +45 degrees, jittered) around
                the person, distance 2-4 m, height 0.5-1.8 m, aimed at the
-               body; then Gaussian joint noise like Kinect's.
+               body; then Gaussian joint noise like Kinect's and, in some clips,
+               tracking loss: a hand or foot held still or missing (all zeros,
+               which skeljax reads as an absent joint) for a few frames.
 
 Every clip draws from its own `np.random.default_rng([seed, subject, action,
 replication, camera])`, so a clip does not depend on which other clips are generated or
@@ -34,13 +38,45 @@ NUM_CAMERAS = 3
 _CAMERA_AZIMUTH_DEG = {1: -45.0, 2: 0.0, 3: 45.0}
 _ANKLE_HEIGHT = 0.08  # Kinect's ankle joint sits this far above the floor
 _V = kinematics.LAYOUT.num_joints
-_ANKLES = (kinematics.joint('AnkleLeft'), kinematics.joint('AnkleRight'))
 # Kinect tracks hands and feet worse than the trunk.
 _NOISE_SCALE = np.ones(_V)
 for _name in ('HandLeft', 'HandRight', 'HandTipLeft', 'HandTipRight', 'ThumbLeft', 'ThumbRight'):
   _NOISE_SCALE[kinematics.joint(_name)] = 2.5
 for _name in ('FootLeft', 'FootRight', 'AnkleLeft', 'AnkleRight'):
   _NOISE_SCALE[kinematics.joint(_name)] = 1.5
+# What Kinect loses: a hand (with its tip and thumb), a wrist and the hand below it, a
+# foot, an ankle and the foot below it.
+_LOSABLE = tuple(
+  tuple(kinematics.joint(f'{j}{side}') for j in chain)
+  for side in ('Left', 'Right')
+  for chain in (
+    ('Hand', 'HandTip', 'Thumb'),
+    ('Wrist', 'Hand', 'HandTip', 'Thumb'),
+    ('Foot',),
+    ('Ankle', 'Foot'),
+  )
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensor:
+  """What the camera adds: joint noise and tracking loss.
+
+  Attributes:
+    noise: (low, high) metres; each clip draws its noise sigma uniformly in it.
+    drop: fraction of clips with tracking loss (1-3 episodes of 2-15 frames).
+  """
+
+  noise: tuple[float, float] = (0.003, 0.010)
+  drop: float = 0.3
+
+  def __post_init__(self):
+    if len(self.noise) != 2 or not 0.0 <= self.noise[0] <= self.noise[1] <= 0.05:
+      raise ValueError(
+        f'noise must be (low, high) metres with 0 <= low <= high <= 0.05, got {self.noise}'
+      )
+    if not 0.0 <= self.drop <= 1.0:
+      raise ValueError(f'drop must be a fraction in [0, 1], got {self.drop}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +102,7 @@ def sample_subject(rng: np.random.Generator) -> Subject:
     bone_lengths=kinematics.sample_bone_lengths(rng),
     left_handed=bool(rng.random() < 0.15),
     rest=rest,
-    tempo=rng.uniform(0.9, 1.15),
+    tempo=rng.uniform(0.85, 1.2),
   )
 
 
@@ -93,29 +129,25 @@ def _clip_timing(rng, action, tempo):
   n = int(np.clip(round(n_action * (1 + pre + post)), MIN_FRAMES, MAX_FRAMES))
   t = np.arange(n) * (1 + pre + post) / n  # in units of the action's duration
   u = np.clip(t - pre, 0.0, 1.0)
-  warp = rng.uniform(-0.6, 0.6)  # |warp| < 1 keeps u increasing
+  warp = rng.uniform(-0.3, 0.3)  # |warp| < 1 keeps u increasing
   return n, np.clip(u + warp * np.sin(2 * np.pi * u) / (2 * np.pi), 0.0, 1.0)
 
 
-def perform(rng, subject: Subject, action, u: np.ndarray, oscillation_draw=None):
-  """Joint angles [T, V, 3] of one performance at action phases u [T].
-
-  `oscillation_draw` = (cycles, phase) shares a rhythm between two people.
-  """
+def _key_times(rng, action) -> np.ndarray:
+  """Key times [K]: every segment between keys lasts its nominal share times a
+  log-normal factor, so strokes (and the rounds of a repeated path) differ in pace."""
   times = np.array([t for t, _ in action.keys])
-  inner = slice(1, -1)
-  times[inner] += rng.uniform(-0.04, 0.04, size=len(times) - 2)
+  durations = np.diff(times) * np.exp(rng.normal(0.0, 0.2, len(times) - 1))
+  return np.concatenate([[0.0], np.cumsum(durations) / durations.sum()])
+
+
+def perform(rng, subject: Subject, action, u: np.ndarray):
+  """Joint angles [T, V, 3] of one performance at action phases u [T]."""
+  times = _key_times(rng, action)
   amplitude = rng.uniform(0.7, 1.15)
   keys = np.stack([actions_lib.pose(p) for _, p in action.keys]) * amplitude
   keys += np.where(keys != 0, rng.normal(0, np.deg2rad(7), keys.shape), 0.0)
   angles = subject.rest + actions_lib.key_angles(times, keys, u)
-
-  if action.oscillation is not None:
-    start, end, amplitudes, (low, high) = action.oscillation
-    cycles, phase = oscillation_draw or (rng.uniform(low, high), rng.uniform(0, 2 * np.pi))
-    wave = np.sin(2 * np.pi * cycles * (u - start) / (end - start) + phase)
-    wave *= _bump(u, start, end) * rng.uniform(0.8, 1.2)
-    angles += wave[:, None, None] * actions_lib.pose(amplitudes)
 
   # Sway while standing and the odd glance aside keep idle frames alive.
   seconds = np.arange(len(u)) / FPS
@@ -148,7 +180,7 @@ def _uses_left_arm(action) -> bool:
 
 def _fidget(rng, action, seconds: np.ndarray) -> np.ndarray:
   """[T, V, 3] angles of a free-hand gesture or of shifting weight between feet."""
-  if action.two_person or _uses_left_arm(action) or rng.random() < 0.3:
+  if _uses_left_arm(action) or rng.random() < 0.3:
     # Hips sway sideways and one knee gives a little, back and forth.
     hz, phase = rng.uniform(0.3, 0.8), rng.uniform(0, 2 * np.pi)
     sway = np.sin(2 * np.pi * hz * seconds + phase)
@@ -169,7 +201,7 @@ def _flatten_feet(angles: np.ndarray, sides) -> np.ndarray:
   return out
 
 
-def stand(angles, bone_lengths, action, u, mirrored: bool, rng) -> np.ndarray:
+def stand(angles, bone_lengths, action, mirrored: bool) -> np.ndarray:
   """Positions [T, V, 3], upright as in the body frame, with the planted ankles
   held at their height above the floor (y = 0) and where they stood in frame 0."""
   anchor = {'feet': ('Left', 'Right'), 'left': ('Left',), 'right': ('Right',)}[action.anchor]
@@ -179,47 +211,47 @@ def stand(angles, bone_lengths, action, u, mirrored: bool, rng) -> np.ndarray:
   body = kinematics.forward_kinematics(angles, bone_lengths)
   planted = np.mean([body[:, kinematics.joint(f'Ankle{s}')] for s in anchor], axis=0)
   target = np.array([planted[0, 0], _ANKLE_HEIGHT, planted[0, 2]])
-  body = body + (target - planted)[:, None, :]
-  if action.flight is not None:
-    s = np.clip((u - action.flight[0]) / (action.flight[1] - action.flight[0]), 0.0, 1.0)
-    body[:, :, 1] += (rng.uniform(0.15, 0.3) * 4.0 * s * (1.0 - s))[:, None]
-  return body
+  return body + (target - planted)[:, None, :]
 
 
-def render(rng, persons_world: list[np.ndarray], camera: int) -> np.ndarray:
-  """World positions of each person [T, V, 3] -> camera space [T, M=2, V, 3] + noise."""
+def render(rng, world: np.ndarray, camera: int, sensor: Sensor) -> np.ndarray:
+  """World positions [T, V, 3] -> camera space [T, M=2, V, 3] + noise and tracking
+  loss; the second person is all zeros."""
   azimuth = np.deg2rad(_CAMERA_AZIMUTH_DEG[camera] + rng.normal(0, 5))
   rotation, centre = kinematics.camera_pose(
     azimuth, rng.uniform(2.0, 4.0), rng.uniform(0.5, 1.8), rng.uniform(0.6, 1.0)
   )
-  sigma = rng.uniform(0.003, 0.010)
-  out = np.zeros((persons_world[0].shape[0], 2, _V, 3))
-  for m, world in enumerate(persons_world):
-    noise = rng.normal(0, sigma, world.shape) * _NOISE_SCALE[:, None]
-    out[:, m] = kinematics.to_camera(world, rotation, centre) + noise
+  sigma = rng.uniform(*sensor.noise)
+  out = np.zeros((world.shape[0], 2, _V, 3))
+  noise = rng.normal(0, sigma, world.shape) * _NOISE_SCALE[:, None]
+  out[:, 0] = kinematics.to_camera(world, rotation, centre) + noise
+  if rng.random() < sensor.drop:
+    out[:, 0] = lose_tracking(rng, out[:, 0])
   return out.astype(np.float32)
 
 
-def _reach_height(angles, person, action, u, frame, height, rng) -> np.ndarray:
-  """Body positions [T, V, 3] after scaling the right shoulder's flexion so the
-  right hand is at `height` in `frame`: two people shake hands at one height."""
-  shoulder, hand = kinematics.joint('ShoulderRight'), kinematics.joint('HandRight')
-  rest = person.rest[shoulder, 0]
+def lose_tracking(rng, person: np.ndarray) -> np.ndarray:
+  """[T, V, 3] -> [T, V, 3] with 1-3 episodes of 2-15 frames in which a hand or a
+  foot (`_LOSABLE`) is lost: held at its last tracked position (Kinect's inferred
+  joints lag and freeze) or all zeros (not tracked; skeljax reads an all-zero joint as
+  absent). The trunk, and so the centre joint, is never lost."""
+  out = person.copy()
+  t = len(out)
+  for _ in range(rng.integers(1, 4)):
+    joints = list(_LOSABLE[rng.integers(len(_LOSABLE))])
+    length = int(rng.integers(2, 16))
+    start = int(rng.integers(1, t - length))
+    if rng.random() < 0.5:
+      out[start : start + length, joints] = out[start - 1, joints]
+    else:
+      out[start : start + length, joints] = 0.0
+  return out
 
-  def scaled(factor):
-    out = angles.copy()
-    out[:, shoulder, 0] = rest + factor * (angles[:, shoulder, 0] - rest)
-    return stand(out, person.bone_lengths, action, u, False, rng)
 
-  low, high = scaled(1.0), scaled(1.25)
-  slope = (high[frame, hand, 1] - low[frame, hand, 1]) / 0.25  # secant, metres per unit
-  factor = 1.0 + (height - low[frame, hand, 1]) / slope if abs(slope) > 1e-3 else 1.0
-  return scaled(float(np.clip(factor, 0.5, 1.8)))
-
-
-def synthesize(seed: int, subject_id: int, label: int, replication: int, camera: int):
-  """One clip: skeleton float32 [T, 2, V, 3] in camera space; person 2 is zeros
-  unless the action is an interaction."""
+def synthesize(
+  seed: int, subject_id: int, label: int, replication: int, camera: int, sensor: Sensor = Sensor()
+):
+  """One clip: skeleton float32 [T, 2, V, 3] in camera space; person 2 is zeros."""
   if camera not in _CAMERA_AZIMUTH_DEG:
     raise ValueError(f'camera must be in {sorted(_CAMERA_AZIMUTH_DEG)}, got {camera}')
   if not 0 <= label < len(actions_lib.ACTIONS):
@@ -231,36 +263,18 @@ def synthesize(seed: int, subject_id: int, label: int, replication: int, camera:
   facing = rng.uniform(-45, 45)
   turn = rng.normal(0, 12) * actions_lib.min_jerk(np.linspace(-0.2, 1.2, n))
 
-  if not action.two_person:
-    angles = perform(rng, subject, action, u)
-    mirrored = rng.random() < (0.75 if subject.left_handed else 0.25)
-    if mirrored:
-      angles = kinematics.mirror_angles(angles)
-    body = stand(angles, subject.bone_lengths, action, u, mirrored, rng)
-    # A slow drift of a few centimetres: people shift their weight and step.
-    drift = rng.normal(0, 0.03, size=3) * np.array([1, 0, 1])
-    body += np.linspace(0, 1, n)[:, None, None] * drift
-    # People turn a little while they act.
-    yaws = kinematics.rotation_matrices(
-      np.stack([np.zeros(n), np.deg2rad(facing + turn), np.zeros(n)], -1)
-    )
-    world = np.einsum('tij,tvj->tvi', yaws, body)
-    world += np.array([rng.normal(0, 0.15), 0.0, rng.normal(0, 0.15)]) - world[0, 0] * [1, 0, 1]
-    return render(rng, [world], camera)
-
-  # Two people face each other and their right hands meet in the middle of the hold.
-  partner = sample_subject(rng)
-  _, _, _, (low, high) = action.oscillation
-  rhythm = (rng.uniform(low, high), rng.uniform(0, 2 * np.pi))
-  performances = [perform(rng, p, action, u, oscillation_draw=rhythm) for p in (subject, partner)]
-  hold = int(np.argmin(np.abs(u - 0.5 * (action.keys[1][0] + action.keys[2][0]))))
-  hand = kinematics.joint('HandRight')
-  first = stand(performances[0], subject.bone_lengths, action, u, False, rng)
-  second = _reach_height(performances[1], partner, action, u, hold, first[hold, hand, 1], rng)
-  bodies = [first, second]
-  yaws = [kinematics.yaw_matrix(np.deg2rad(facing + a)) for a in (90.0, -90.0)]
-  worlds = [b @ r.T for b, r in zip(bodies, yaws, strict=True)]
-  # Slide the partner on the floor (not up or down) so the right hands meet.
-  worlds[1] += (worlds[0][hold, hand] - worlds[1][hold, hand]) * [1, 0, 1]
-  centre = 0.5 * (worlds[0][0, 0] + worlds[1][0, 0]) * [1, 0, 1]
-  return render(rng, [w - centre for w in worlds], camera)
+  angles = perform(rng, subject, action, u)
+  mirrored = rng.random() < (0.75 if subject.left_handed else 0.25)
+  if mirrored:
+    angles = kinematics.mirror_angles(angles)
+  body = stand(angles, subject.bone_lengths, action, mirrored)
+  # A slow drift of a few centimetres: people shift their weight and step.
+  drift = rng.normal(0, 0.03, size=3) * np.array([1, 0, 1])
+  body += np.linspace(0, 1, n)[:, None, None] * drift
+  # People turn a little while they act.
+  yaws = kinematics.rotation_matrices(
+    np.stack([np.zeros(n), np.deg2rad(facing + turn), np.zeros(n)], -1)
+  )
+  world = np.einsum('tij,tvj->tvi', yaws, body)
+  world += np.array([rng.normal(0, 0.15), 0.0, rng.normal(0, 0.15)]) - world[0, 0] * [1, 0, 1]
+  return render(rng, world, camera, sensor)

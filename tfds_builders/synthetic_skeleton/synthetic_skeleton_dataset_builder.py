@@ -30,14 +30,37 @@ LABEL_NAMES = _label_names()
 
 @dataclasses.dataclass(eq=False)
 class SyntheticSkeletonConfig(tfds.core.BuilderConfig):
-  """A size of the dataset. Subjects 1..train_subjects form `train`, the next
-  test_subjects form `test`; every subject performs every action
-  `replications` times."""
+  """A size of the dataset and its sensor. Subjects 1..train_subjects form `train`,
+  the next test_subjects form `test`; every subject performs every action
+  `replications` times, each filmed by one of `views` cameras. A bad value is one
+  ValueError line."""
 
   train_subjects: int = 14
   test_subjects: int = 7
   replications: int = 3
+  views: int = 3  # cameras 1..views (at -45, 0, +45 degrees)
+  noise: tuple[float, float] = (0.003, 0.010)  # joint noise sigma range, metres
+  drop: float = 0.3  # fraction of clips with tracking loss (a hand or foot held or missing)
   seed: int = 0
+
+  def __post_init__(self):
+    for field in ('train_subjects', 'test_subjects', 'replications'):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'synthetic_skeleton: {field} must be an integer >= 1, got {value!r}')
+    if not isinstance(self.views, int) or not 1 <= self.views <= generator.NUM_CAMERAS:
+      raise ValueError(
+        f'synthetic_skeleton: views must be 1-{generator.NUM_CAMERAS}, got {self.views!r}'
+      )
+    if not isinstance(self.seed, int) or self.seed < 0:
+      raise ValueError(f'synthetic_skeleton: seed must be an integer >= 0, got {self.seed!r}')
+    try:
+      self.sensor()
+    except ValueError as e:
+      raise ValueError(f'synthetic_skeleton: {e}') from None
+
+  def sensor(self) -> generator.Sensor:
+    return generator.Sensor(noise=tuple(self.noise), drop=self.drop)
 
   def subjects(self, split: str) -> list[int]:
     first = 1 if split == 'train' else self.train_subjects + 1
@@ -64,22 +87,35 @@ def _config(name: str, train_subjects: int, test_subjects: int, replications: in
   return config
 
 
-def camera_for(subject: int, label: int, replication: int) -> int:
-  """Camera 1-3, cycling so each subject's replications of an action see all three."""
-  return 1 + (subject + label + replication) % generator.NUM_CAMERAS
+def camera_for(
+  subject: int, label: int, replication: int, views: int = generator.NUM_CAMERAS
+) -> int:
+  """Camera 1..views, cycling so each subject's replications of an action see them all."""
+  return 1 + (subject + label + replication) % views
 
 
-def file_name(subject: int, label: int, replication: int) -> str:
+def file_name(
+  subject: int, label: int, replication: int, views: int = generator.NUM_CAMERAS
+) -> str:
   """NTU-style name; S000 because there are no setups."""
-  camera = camera_for(subject, label, replication)
+  camera = camera_for(subject, label, replication, views)
   return f'S000C{camera:03d}P{subject:03d}R{replication:03d}A{label + 1:03d}'
 
 
 class SyntheticSkeleton(tfds.core.GeneratorBasedBuilder):
   """Synthetic 3D skeleton actions in the NTU RGB+D 25-joint layout."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release: 14 actions, forward kinematics, three cameras.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+    '1.0.0': 'First release: 14 actions, forward kinematics, three cameras.',
+    '2.0.0': (
+      '14 new actions that differ in motion, not in a static pose: the same strokes in '
+      'either order (time reverses), twice at double pace, or one stroke at an uneven '
+      'pace, all from and back to rest. Tracking loss (held or missing hands and feet), '
+      'tempo that varies between strokes, configurable views, noise and tracking loss. '
+      'No two-person action.'
+    ),
+  }
   BUILDER_CONFIGS = [
     _config('default', 14, 7, 3, 'Demo size'),
     _config('tiny', 4, 2, 1, 'Test size'),
@@ -108,7 +144,9 @@ class SyntheticSkeleton(tfds.core.GeneratorBasedBuilder):
         train_subjects=config.subjects('train'),
         test_subjects=config.subjects('test'),
         replications=config.replications,
-        cameras=generator.NUM_CAMERAS,
+        cameras=config.views,
+        noise=list(config.noise),
+        drop=config.drop,
         reverse_pairs=[list(p) for p in actions.REVERSE_PAIRS],
       ),
     )
@@ -122,9 +160,11 @@ class SyntheticSkeleton(tfds.core.GeneratorBasedBuilder):
     for subject in common.progress(config.subjects(split), self, split, 'subjects'):
       for label in range(len(LABEL_NAMES)):
         for replication in range(1, config.replications + 1):
-          camera = camera_for(subject, label, replication)
-          skeleton = generator.synthesize(config.seed, subject, label, replication, camera)
-          name = file_name(subject, label, replication)
+          camera = camera_for(subject, label, replication, config.views)
+          skeleton = generator.synthesize(
+            config.seed, subject, label, replication, camera, config.sensor()
+          )
+          name = file_name(subject, label, replication, config.views)
           yield (
             name,
             common.make_example(
