@@ -316,3 +316,17 @@ def test_bad_inputs_raise_one_line_errors():
     actions.by_name('juggling')
   with pytest.raises(ValueError, match='unknown NTU joint'):
     kinematics.joint('Tail')
+
+
+def test_difficulty_script_scores_and_runs_on_tiny(capsys):
+  from tfds_builders.synthetic_skeleton import difficulty
+
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 10)
+  separable = np.eye(3)[y] * 5 + rng.normal(0, 0.1, (30, 3))
+  assert difficulty.scores((separable, y), (separable, y)) == (100.0, 100.0)
+  shuffled = rng.permutation(y)  # labels unrelated to the features: near chance
+  assert difficulty.scores((separable, y), (separable, shuffled))[0] < 60
+  difficulty.main('tiny')
+  out = capsys.readouterr().out
+  assert 'tiny: 84 clips' in out and out.count('nearest centroid') == 3
