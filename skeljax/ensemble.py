@@ -85,6 +85,28 @@ def check(config, workdir: str) -> None:
     _member_config(config, run, saved)
 
 
+def trained_as(config, workdir: str) -> list[dict]:
+  """What each ensemble.runs member's encoder was trained as: its pretrain stage's protocol
+  and final loss from <run>/results.json (empty when it has none). In the ensemble stage's
+  protocol, so its entry goes stale when a member is pretrained again, even with only
+  another seed."""
+  out = []
+  for _, path in _runs(config, workdir):
+    try:
+      with open(os.path.join(path, 'results.json')) as f:
+        saved = json.load(f)
+    except (OSError, json.JSONDecodeError):
+      saved = {}
+    out.append(
+      {
+        'run': path,
+        'protocol': saved.get('_protocols', {}).get('pretrain'),
+        'final_loss': saved.get('stages', {}).get('pretrain', {}).get('final_loss'),
+      }
+    )
+  return out
+
+
 def member_config(config, saved: dict):
   """`config` with data.stream, data.frames, model and augment of a member's saved config.
 

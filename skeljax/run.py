@@ -469,14 +469,17 @@ STAGE_FNS = {
 }
 
 
-def stage_protocol(config, stage: str) -> dict:
-  """The fields whose change makes a finished stage's entry stale."""
+def stage_protocol(config, stage: str, workdir: str = '') -> dict:
+  """The fields whose change makes a finished stage's entry stale (for the ensemble also
+  what its member runs were trained as, read from `workdir`'s ensemble.runs)."""
   sections = ['data', 'model', 'augment', stage]
   if stage == 'pretrain':
     sections.append('mcc')
   if stage == 'ensemble':
     sections.append('linear')
   fp = ckpt_lib.fingerprint(config, sections)
+  if stage == 'ensemble':
+    fp['members'] = ensemble.trained_as(config, workdir)
   fp['init_from'] = config.init_from
   if stage == 'knn':  # the kNN reads Context.features, which this flag changes
     fp['recalibrate_bn'] = config.linear.recalibrate_bn
@@ -574,7 +577,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   ctx = Context(config=config, workdir=workdir, mesh=mesh_lib.make_mesh(), train=train, test=test)
   report = results.Results.load(workdir)
   for stage in config.stages:
-    proto = stage_protocol(config, stage)
+    proto = stage_protocol(config, stage, workdir)
     if report.done(stage, proto):
       if writer:
         print(f'{stage}: already finished in {workdir}; skipping', flush=True)

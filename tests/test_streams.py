@@ -327,3 +327,31 @@ def test_an_encoder_of_another_stream_is_refused(ensemble_runs):
   members = ensemble.members(cfg, str(c))
   assert [m.config.data.stream for m in members] == ['joint', 'motion']
   assert [m.config.model.name for m in members] == ['transformer', 'transformer']
+
+
+def test_ensemble_entry_goes_stale_when_a_member_is_pretrained_again(tmp_path):
+  import json
+
+  from skeljax import run
+
+  member = tmp_path / 'motion'
+  member.mkdir()
+
+  def trained(loss, temperature=0.1):
+    saved = {
+      '_protocols': {'pretrain': {'mcc': {'temperature': temperature}}},
+      'stages': {'pretrain': {'final_loss': loss}},
+    }
+    (member / 'results.json').write_text(json.dumps(saved))
+
+  config = _tiny_config(tmp_path, **{'stages': ('ensemble',)})
+  config.ensemble.runs = (str(member),)
+  trained(4.5)
+  first = run.stage_protocol(config, 'ensemble', str(tmp_path / 'fused'))
+  assert first == run.stage_protocol(config, 'ensemble', str(tmp_path / 'fused'))
+  trained(4.2)  # the same config, another seed
+  assert run.stage_protocol(config, 'ensemble', str(tmp_path / 'fused')) != first
+  trained(4.5, temperature=0.2)
+  assert run.stage_protocol(config, 'ensemble', str(tmp_path / 'fused')) != first
+  trained(4.5)
+  assert run.stage_protocol(config, 'ensemble', str(tmp_path / 'fused')) == first
