@@ -10,10 +10,11 @@ the builder config (skeleton_folder/<layout>):
       --config.data.manual_dir=/path/to/folder --config.data.layout=kinect20 \
       --workdir=runs/my_data
 
-data.persons, data.frames, data.max_frames and mcc.queue_size are 0: the run derives them
-from the prepared training split (most persons present, median and longest length, a
-queue below the training-set size) and prints one line with the values; set any of them
-to override it.
+data.persons, data.frames, data.max_frames, mcc.queue_size and pretrain.epochs are 0: the
+run derives them from the prepared training split (most persons present, median and
+longest length, a queue below the training-set size, and the epochs that make about 3,000
+steps, the NW-UCLA default run's length) and prints one line with the values; set any of
+them to override it.
 
 Stages: pretrain -> linear, with the linear probe of a random-init encoder as
 reference. Expected result: the pretrained encoder's probe beats random init.
@@ -34,7 +35,7 @@ def get_config(arg=None):
   c.data.max_frames = 0
   c.data.frames = 0
   c.mcc.queue_size = 0
-  c.pretrain.epochs = 100
+  c.pretrain.epochs = 0  # about data.DERIVED_STEPS steps, whatever the set's size
   c.pretrain.batch_size = 64
   c.pretrain.optimizer = 'adamw'
   c.pretrain.lr = 2e-3

@@ -95,8 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 'joint' (coordinates), 'motion' (x[t+1] - x[t]) or 'bone' (x[v] - x[parent(v)]).
     # One encoder per stream, fused by the ensemble stage, gives the field's "3s" numbers.
     stream='joint',
-    # persons, max_frames, frames (and mcc.queue_size): 0 derives the value from the
-    # prepared training split when the run starts (data.derive_from_data), which prints it.
+    # persons, max_frames, frames (and mcc.queue_size, pretrain.epochs): 0 derives the value
+    # from the prepared training split when the run starts (data.derive_from_data), which
+    # prints it.
     persons=2,  # M persons kept per sample
     max_frames=300,  # host-side pad length; longer sequences are resampled down
     frames=50,  # T: clip length every view is resampled to
@@ -435,7 +436,13 @@ def validate(
   )
   for name in ('pretrain', 'linear', 'finetune', 'semi', 'scratch'):
     sec = config[name]
-    _check(sec.epochs > 0, f'{name}.epochs must be positive')
+    if name == 'pretrain':  # 0: about data.DERIVED_STEPS steps, from the training-set size
+      _check(
+        isinstance(sec.epochs, int) and sec.epochs >= 0,
+        f'pretrain.epochs must be a whole number >= 1 (or 0 to derive it), got {sec.epochs!r}',
+      )
+    else:
+      _check(sec.epochs > 0, f'{name}.epochs must be positive')
     _check(sec.batch_size > 0, f'{name}.batch_size must be positive')
     _check(
       sec.batch_size % num_devices == 0,

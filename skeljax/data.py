@@ -331,8 +331,13 @@ def load_split(builder, data_cfg, split: str) -> Split:
   )
 
 
-# Fields that 0 leaves to the training split (configs/folder.py leaves all four at 0).
-DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size')
+# Fields that 0 leaves to the training split (configs/folder.py leaves them all at 0).
+DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size', 'pretrain.epochs')
+# pretrain.epochs=0 trains about this many steps: the step count of configs/nw_ucla.py's
+# default run (200 epochs of 15 steps), whose kNN monitor has flattened by its end on the
+# NW-UCLA proxy (docs/results.md). It fixes the wall time (for a given clip length), not
+# the passes over the data: at batch 64, 20,000 clips get 10 epochs, 500 clips 429.
+DERIVED_STEPS = 3000
 
 
 def queue_size_for(train_size: int, batch_size: int, cap: int) -> int:
@@ -354,7 +359,8 @@ def derive_from_data(config, train: Split, test: Split) -> tuple[Split, Split, s
 
   persons: enough to keep every person present (not all zero) in any sequence; frames: the
   median length, rounded up (at least 4); max_frames: the longest; mcc.queue_size:
-  `queue_size_for` the training-set size. Returns the splits with the new sizes and one
+  `queue_size_for` the training-set size; pretrain.epochs: about DERIVED_STEPS steps of
+  pretrain.batch_size. Returns the splits with the new sizes and one
   line saying what was chosen ('' when nothing was 0).
   """
   from skeljax import config as config_lib
@@ -378,6 +384,9 @@ def derive_from_data(config, train: Split, test: Split) -> tuple[Split, Split, s
     cap = config_lib.base_config().mcc.queue_size
     q = queue_size_for(train.size, config.pretrain.batch_size, cap)
     chosen['mcc.queue_size'] = config.mcc.queue_size = q
+  if config.pretrain.epochs == 0:
+    per_epoch = max(1, train.size // config.pretrain.batch_size)
+    chosen['pretrain.epochs'] = config.pretrain.epochs = max(1, round(DERIVED_STEPS / per_epoch))
   if not chosen:
     return train, test, ''
   pre = preprocessor(d)

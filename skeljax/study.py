@@ -316,7 +316,9 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
         if not (mcc and con):
           print(f'study: {row} needs finished mcc and contrastive runs; skipped', flush=True)
           continue
-        time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
+        # pretrain.epochs=0 is derived from the data: the runs record what it became.
+        epochs = base.pretrain.epochs or con[0]['stages']['pretrain']['epochs']
+        time_epochs = equal_time_epochs(mcc, con, epochs)
       if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):
         print(f'study: {row} needs row mcc of seed {seed}; skipped', flush=True)
         continue

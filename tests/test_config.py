@@ -108,6 +108,8 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.nn_warmup', 1.0, 'nn_warmup'),
     ('mcc.nn_warmup', -0.1, 'nn_warmup'),
     ('pretrain.monitor_every', -1, 'monitor_every'),
+    ('pretrain.epochs', -1, 'pretrain.epochs must be a whole number'),
+    ('linear.epochs', 0, 'linear.epochs must be positive'),  # only pretrain derives 0
     ('model.name', 'resnet', 'model.name'),
     ('model.size', 'huge', 'model.size'),
   ],

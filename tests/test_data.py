@@ -226,6 +226,7 @@ def test_folder_config_follows_the_layout_and_leaves_sizes_to_the_data():
   c = _folder_config('/x', '/y', layout='openpose18')
   assert c.data.config == 'openpose18'
   assert (c.data.persons, c.data.frames, c.data.max_frames, c.mcc.queue_size) == (0, 0, 0, 0)
+  assert c.pretrain.epochs == 0
   config_lib.validate(c)
 
 
@@ -270,6 +271,22 @@ def test_derive_fills_only_the_zero_fields(tmp_path):
   assert train.preprocess.persons == test.preprocess.persons == 3
   assert train.read([0])['x'].shape == (1, 3, 300, 20, 3)
   assert data.derive_from_data(config, train, test)[2] == ''
+
+
+@pytest.mark.parametrize(
+  'train_size, batch, epochs',
+  [(1020, 64, 200), (20000, 64, 10), (500, 64, 429), (100, 32, 1000), (10**6, 64, 1)],
+)
+def test_derived_epochs_are_a_step_budget(train_size, batch, epochs):
+  config = config_lib.base_config()
+  config.pretrain.epochs, config.pretrain.batch_size = 0, batch
+  split = data.Split([None] * train_size, train_size, 2, ('a', 'b'), preprocess=None)
+  _, _, line = data.derive_from_data(config, split, split)
+  assert config.pretrain.epochs == epochs
+  assert line == (
+    f'derived from the training split ({train_size} sequences): pretrain.epochs={epochs} '
+    f'(set e.g. --config.pretrain.epochs={epochs} to override)'
+  )
 
 
 def test_derive_counts_persons_present_not_stored(tmp_path):
@@ -360,7 +377,8 @@ def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
   frames, longest = math.ceil(float(np.median(lengths))), max(lengths)
   expected = (
     f'derived from the training split (1020 sequences): data.persons=1 data.frames={frames} '
-    f'data.max_frames={longest} mcc.queue_size=512 (set e.g. --config.data.persons=1 to override)'
+    f'data.max_frames={longest} mcc.queue_size=512 pretrain.epochs=200 '
+    '(set e.g. --config.data.persons=1 to override)'
   )
   assert expected in out.splitlines()
   # configs/nw_ucla.py sets max_frames 208 by hand: the longest of all 1,484 is 201.
@@ -368,4 +386,6 @@ def test_nw_ucla_as_own_folder_end_to_end(tmp_path, capsys):
   saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
   assert saved['data']['persons'] == 1 and saved['data']['frames'] == frames
   assert saved['data']['max_frames'] == longest and saved['mcc']['queue_size'] == 512
+  # 3,000 steps of 64 over 1,020 sequences (15 an epoch): configs/nw_ucla.py's length.
+  assert saved['pretrain']['epochs'] == 200
   assert saved['data']['config'] == 'kinect20'
