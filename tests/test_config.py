@@ -102,7 +102,7 @@ def test_unknown_config_arg_is_an_error():
     ('augment.flip_prob', 1.5, 'augment.flip_prob'),
     ('augment.centre', 'hip', 'augment.centre'),
     ('mcc.momentum_end', 1.0, 'momentum_end'),
-    ('mcc.momentum_end', 0.999, 'momentum_end'),  # with the 'constant' schedule
+    ('mcc.momentum_end', 0.98, 'is below mcc.momentum=0.99'),  # the cosine would fall
     ('mcc.nn_mode', 'mine', 'nn_mode'),
     ('mcc.nn_k', 0, 'nn_k'),
     ('mcc.nn_warmup', 1.0, 'nn_warmup'),
@@ -120,6 +120,13 @@ def test_validate_rejects_impossible_values(field, value, message):
   (c[section] if section else c)[key] = value
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(c)
+
+
+def test_the_constant_momentum_schedule_ignores_momentum_end():
+  c = config_lib.base_config()
+  assert (c.mcc.momentum, c.mcc.momentum_schedule, c.mcc.momentum_end) == (0.99, 'cosine', 0.999)
+  c.mcc.update(momentum_schedule='constant', momentum=0.9995)  # above the unused end
+  config_lib.validate(c)
 
 
 def test_batch_not_divisible_by_devices_is_an_error():
@@ -159,7 +166,7 @@ def _main(*args):
     (
       [
         '--config=configs/demo.py:tiny',
-        '--config.mcc.momentum_schedule=cosine',
+        '--config.mcc.momentum=-1',  # derived from the run length: checked with the data
         '--config.mcc.momentum_end=0.5',
       ],
       "below the key encoder's start rate",

@@ -88,9 +88,9 @@ def test_ema_update_uses_the_configured_momentum():
 
 
 def test_momentum_follows_the_run_length_and_the_cosine_schedule():
-  mcc = tiny_config().mcc  # momentum -1: derived, time constant = ema_fraction of the run
-  mcc.momentum_schedule = 'cosine'
-  mcc.ema_fraction = 0.25
+  mcc = tiny_config().mcc
+  # momentum -1: derived, time constant = ema_fraction of the run; the cosine ends at 1.
+  mcc.update(momentum=-1.0, momentum_schedule='cosine', momentum_end=-1.0, ema_fraction=0.25)
   assert pretrain.base_momentum(mcc, 900) == pytest.approx(1 - 1 / (0.25 * 900))
   assert pretrain.base_momentum(mcc, 94_000) == pytest.approx(0.999)
   assert pretrain.base_momentum(mcc, 20) == pytest.approx(0.9)
