@@ -8,9 +8,10 @@ tfds_builders/nw_ucla/README.md).
       --config.data.manual_dir=/path/to/nw_ucla --workdir=runs/nw_ucla_xview
 
 Expected result (docs/results.md, with the audit, the view-2 validation proxy and the
-command of each row): three seeds on the test view give MCC 76.9 +- 2.5% linear against
-81.5 +- 2.2% for its contrastive baseline (`--config.objective=contrastive`); the encoder
-fine-tuned end to end reaches 87.5 +- 0.2% (scratch 86.2 +- 1.5%). Published frozen-encoder
+command of each row): before issue #28 (60 epochs, the old defaults), three seeds on the
+test view gave MCC 76.9 +- 2.5% linear against 81.5 +- 2.2% for its contrastive baseline
+(`--config.objective=contrastive`); the encoder fine-tuned end to end reached 87.5 +- 0.2%
+(scratch 86.2 +- 1.5%). The 200-epoch defaults are being measured (docs/results.md). Published frozen-encoder
 references: P&C ~84-86%, Skeleton Cloud Colorization ~90%; supervised GCNs ~96-97%.
 """
 
