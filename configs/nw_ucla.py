@@ -11,8 +11,9 @@ Expected result (docs/results.md, with the audit, the view-2 validation proxy an
 command of each row): before issue #28 (60 epochs, the old defaults), three seeds on the
 test view gave MCC 76.9 +- 2.5% linear against 81.5 +- 2.2% for its contrastive baseline
 (`--config.objective=contrastive`); the encoder fine-tuned end to end reached 87.5 +- 0.2%
-(scratch 86.2 +- 1.5%). The 200-epoch defaults are being measured (docs/results.md). Published frozen-encoder
-references: P&C ~84-86%, Skeleton Cloud Colorization ~90%; supervised GCNs ~96-97%.
+(scratch 86.2 +- 1.5%). The 200-epoch defaults are being measured (docs/results.md).
+Published frozen-encoder references: P&C ~84-86%, Skeleton Cloud Colorization ~90%;
+supervised GCNs ~96-97%.
 """
 
 from skeljax import config as config_lib
