@@ -335,7 +335,7 @@ def load_split(builder, data_cfg, split: str) -> Split:
 DERIVED = ('data.persons', 'data.frames', 'data.max_frames', 'mcc.queue_size', 'pretrain.epochs')
 # pretrain.epochs=0 trains about this many steps: the step count of configs/nw_ucla.py's
 # default run (200 epochs of 15 steps), whose kNN monitor has flattened by its end on the
-# NW-UCLA proxy (docs/results.md). It fixes the wall time (for a given clip length), not
+# NW-UCLA test view (docs/results.md). It fixes the wall time (for a given clip length), not
 # the passes over the data: at batch 64, 20,000 clips get 10 epochs, 500 clips 429.
 DERIVED_STEPS = 3000
 
@@ -360,8 +360,8 @@ def derive_from_data(config, train: Split, test: Split) -> tuple[Split, Split, s
   persons: enough to keep every person present (not all zero) in any sequence; frames: the
   median length, rounded up (at least 4); max_frames: the longest; mcc.queue_size:
   `queue_size_for` the training-set size; pretrain.epochs: about DERIVED_STEPS steps of
-  pretrain.batch_size. Returns the splits with the new sizes and one
-  line saying what was chosen ('' when nothing was 0).
+  pretrain.batch_size. Returns the splits with the new sizes and one line saying what was
+  chosen ('' when nothing was 0).
   """
   from skeljax import config as config_lib
 

@@ -156,6 +156,8 @@ def equal_time_epochs(mcc: list[dict], contrastive: list[dict], epochs: int) -> 
   own cost, and every seed's equal-time row trains the same number of epochs.
   """
   fastest = lambda runs: min(r['stages']['pretrain']['stage_wall_s'] for r in runs)
+  # pretrain.epochs=0 is derived from the data: the baseline's runs record what it became.
+  epochs = epochs or contrastive[0]['stages']['pretrain']['epochs']
   return max(epochs, round(epochs * fastest(mcc) / fastest(contrastive)))
 
 
@@ -316,9 +318,7 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
         if not (mcc and con):
           print(f'study: {row} needs finished mcc and contrastive runs; skipped', flush=True)
           continue
-        # pretrain.epochs=0 is derived from the data: the runs record what it became.
-        epochs = base.pretrain.epochs or con[0]['stages']['pretrain']['epochs']
-        time_epochs = equal_time_epochs(mcc, con, epochs)
+        time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
       if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):
         print(f'study: {row} needs row mcc of seed {seed}; skipped', flush=True)
         continue

@@ -59,6 +59,9 @@ def test_equal_time_epochs_scale_by_the_fastest_measured_walls():
   # a run slowed by load beside it does not move the ratio: the fastest run of each row
   assert study.equal_time_epochs([run(900.0), run(300.0)], [run(150.0), run(400.0)], 20) == 40
   assert study.equal_time_epochs([run(150.0)], [run(300.0)], 20) == 20  # never fewer epochs
+  # epochs 0 (derived from the data): the baseline's recorded epochs
+  derived = {'stages': {'pretrain': {'stage_wall_s': 150.0, 'epochs': 200}}}
+  assert study.equal_time_epochs([run(300.0)], [derived], 0) == 400
 
 
 def test_summary_means_and_sample_std(tmp_path):
