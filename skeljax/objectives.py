@@ -28,8 +28,10 @@ def info_nce(
   nn_mode: str = 'off',
   nn_k: int = 1,
   nn_active: jax.Array | bool = True,
+  batch_keys: jax.Array | None = None,
+  batch_valid: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
-  """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, queue].
+  """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, batch, queue].
 
   Args:
     q: [B, D] L2-normalised queries (anchor through the query encoder).
@@ -47,6 +49,12 @@ def info_nce(
       NNCLR): the loss is -log of the softmax mass of {positive, neighbours}. 'off': none.
     nn_k: neighbours per query.
     nn_active: scalar bool (may be traced): False behaves as nn_mode='off' (warm-up).
+    batch_keys: optional [B, D] keys of this step (the batch's positives): row i's key is
+      query i's positive, every other row a negative from the same key-encoder state as
+      the positive (MoCo v3's in-batch negatives beside the queue), so the positive
+      cannot be found by being fresher than the queue (docs/results.md, Demo).
+    batch_valid: optional [B, B] bool, False where a batch key is the query's own sample
+      (an id repeated across an epoch boundary); the diagonal is always left out.
 
   Returns:
     (mean loss, metrics) with metrics['acc'] the fraction of samples whose
@@ -57,6 +65,12 @@ def info_nce(
   logits = [jnp.sum(q * k_pos, axis=-1, keepdims=True)]
   if k_neg is not None:
     logits.append(jnp.sum(q * jax.lax.stop_gradient(k_neg), axis=-1, keepdims=True))
+  if batch_keys is not None:
+    own = jnp.eye(q.shape[0], dtype=bool)
+    if batch_valid is not None:
+      own |= ~batch_valid
+    batch_logits = q @ jax.lax.stop_gradient(batch_keys).T
+    logits.append(jnp.where(own, _MASKED, batch_logits))
   queue_logits = q @ queue.T
   if queue_valid is not None:
     # A large finite value, not -inf: exp underflows to exactly 0 and gradients stay finite.
@@ -96,6 +110,28 @@ def info_nce(
     # How often the motion-broken key outscores the positive: the hard part.
     metrics['neg_win'] = jnp.mean(logits[:, 1] > logits[:, 0])
   return jnp.mean(loss), metrics
+
+
+def in_batch_nce(
+  q: jax.Array, k: jax.Array, temperature: float, ids: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """A staleness-free read of the instance task: InfoNCE and top-1 of each query against
+  the same step's keys only (its own positive and the other B - 1 samples' positives).
+
+  Every key comes from one key-encoder state, so, unlike the queue's, no key can be told
+  apart by its age: a queue filled while the encoder moves fast ranks the fresh positive
+  first for being fresh, and the queue loss then rises as the learning rate decays even
+  when the representation improves (docs/results.md, Demo). Chance: log B and 1 / B.
+  `ids` [B] masks other samples with the query's id. A measurement: no gradient.
+  """
+  q, k = jax.lax.stop_gradient(q), jax.lax.stop_gradient(k)
+  logits = (q @ k.T) / temperature
+  eye = jnp.eye(q.shape[0], dtype=bool)
+  if ids is not None:
+    logits = jnp.where((ids[:, None] == ids[None, :]) & ~eye, _MASKED, logits)
+  loss = -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=-1)))
+  acc = jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(q.shape[0]))
+  return loss, acc
 
 
 def broken_rank_loss(

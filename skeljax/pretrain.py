@@ -300,6 +300,7 @@ def step_loss(
   k_pos = keys[0]
   k_neg = keys[1] if sw['broken_negative'] and not through_query else None
   queue_valid = None if ids is None else ids[:, None] != state.queue_ids[None, :]
+  batch_valid = None if ids is None else ids[:, None] != ids[None, :]
 
   enc_vars = {'params': params['encoder'], 'batch_stats': state.batch_stats}
   query_clips = [views['anchor']] + ([views['positive']] if m.symmetric else [])
@@ -324,16 +325,36 @@ def step_loss(
     nn_k=m.get('nn_k', 1),
     nn_active=state.step >= int(round(m.get('nn_warmup', 0.0) * total_steps)),
   )
+  in_batch = m.get('batch_negatives', False)
   nce, parts = objectives.info_nce(
-    q[:b], k_pos, state.queue, k_neg, m.temperature, m.negative_weight, queue_valid, **nn
+    q[:b],
+    k_pos,
+    state.queue,
+    k_neg,
+    m.temperature,
+    m.negative_weight,
+    queue_valid,
+    **nn,
+    batch_keys=k_pos if in_batch else None,
+    batch_valid=batch_valid,
   )
   if m.symmetric:
     nce2, _ = objectives.info_nce(
-      q[b : 2 * b], keys[-1], state.queue, None, m.temperature, 1.0, queue_valid, **nn
+      q[b : 2 * b],
+      keys[-1],
+      state.queue,
+      None,
+      m.temperature,
+      1.0,
+      queue_valid,
+      **nn,
+      batch_keys=keys[-1] if in_batch else None,
+      batch_valid=batch_valid,
     )
     nce = 0.5 * (nce + nce2)
   loss = nce
-  metrics = {'nce': nce, **parts}
+  nce_batch, acc_batch = objectives.in_batch_nce(q[:b], k_pos, m.temperature, ids)
+  metrics = {'nce': nce, **parts, 'nce_batch': nce_batch, 'acc_batch': acc_batch}
   if rank:
     broken, broken_parts = objectives.broken_rank_loss(q[:bn], q[-bn:], k_pos[:bn], m.temperature)
     loss = loss + m.negative_weight * broken

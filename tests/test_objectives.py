@@ -64,6 +64,70 @@ def test_info_nce_gradient_does_not_reach_keys():
   assert float(jnp.abs(g).max()) == 0.0
 
 
+@pytest.mark.parametrize('with_neg', [False, True])
+def test_batch_negatives_join_the_queue_without_the_query_own_key(with_neg):
+  rng = np.random.default_rng(6)
+  q, k, neg, queue = _unit(rng, 5, 8), _unit(rng, 5, 8), _unit(rng, 5, 8), _unit(rng, 16, 8)
+  ids = jnp.asarray([0, 1, 2, 1, 4])  # sample 1 twice: neither copy is the other's negative
+  valid = ids[:, None] != ids[None, :]
+  loss, metrics = objectives.info_nce(
+    q, k, queue, neg if with_neg else None, 0.1, batch_keys=k, batch_valid=valid
+  )
+  rows = []
+  for i in range(5):
+    others = [j for j in range(5) if j != i and int(ids[j]) != int(ids[i])]
+    negatives = np.concatenate([k[others], queue])
+    rows.append(
+      _np_info_nce(q[i : i + 1], k[i : i + 1], negatives, neg[i : i + 1] if with_neg else None, 0.1)
+    )
+  np.testing.assert_allclose(float(loss), np.mean(rows), rtol=1e-5)
+  plain, _ = objectives.info_nce(q, k, queue, neg if with_neg else None, 0.1)
+  assert float(loss) > float(plain)  # more negatives, never fewer
+  if with_neg:  # the hard negative keeps its column: neg_win still reads it
+    want = np.mean(np.sum(q * neg, -1) > np.sum(q * k, -1))
+    np.testing.assert_allclose(float(metrics['neg_win']), want)
+
+
+@pytest.mark.parametrize('mode', ['drop', 'positive'])
+def test_batch_negatives_leave_the_neighbours_to_the_queue(mode):
+  rng = np.random.default_rng(7)
+  q, k, queue = _unit(rng, 4, 8), _unit(rng, 4, 8), _unit(rng, 12, 8)
+  loss, _ = objectives.info_nce(q, k, queue, None, 0.1, nn_mode=mode, nn_k=2, batch_keys=k)
+  rows = []
+  for i in range(4):
+    e = lambda keys, i=i: np.exp(np.float64(keys @ q[i]) / 0.1)  # noqa: E731
+    top = np.argsort(-(queue @ q[i]))[:2]  # the neighbours: queue keys only
+    rest = np.delete(queue, top, 0)
+    pos, batch, nbrs = e(k[i]), e(np.delete(k, i, 0)).sum(), e(queue[top]).sum()
+    if mode == 'drop':
+      rows.append(-np.log(pos / (pos + batch + e(rest).sum())))
+    else:
+      rows.append(-np.log((pos + nbrs) / (pos + batch + nbrs + e(rest).sum())))
+  np.testing.assert_allclose(float(loss), np.mean(rows), rtol=1e-5)
+
+
+def test_in_batch_nce_matches_numpy_masks_repeated_ids_and_takes_no_gradient():
+  rng = np.random.default_rng(5)
+  q, k = _unit(rng, 6, 8), _unit(rng, 6, 8)
+  loss, acc = objectives.in_batch_nce(q, k, 0.1)
+  # Each query against the whole batch's keys: its own is the positive, the rest negatives.
+  want = np.mean(
+    [_np_info_nce(q[i : i + 1], k[i : i + 1], np.delete(k, i, 0), None, 0.1) for i in range(6)]
+  )
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  np.testing.assert_allclose(float(acc), np.mean(np.argmax(q @ k.T, axis=1) == np.arange(6)))
+  # Sample 1 appears twice (a batch across an epoch boundary): neither copy is its negative.
+  ids = jnp.asarray([0, 1, 2, 3, 1, 5])
+  masked, _ = objectives.in_batch_nce(q, k, 0.1, ids)
+  rows = []
+  for i in range(6):
+    others = [j for j in range(6) if j != i and int(ids[j]) != int(ids[i])]
+    rows.append(_np_info_nce(q[i : i + 1], k[i : i + 1], k[others], None, 0.1))
+  np.testing.assert_allclose(float(masked), np.mean(rows), rtol=1e-5)
+  g = jax.grad(lambda qq: objectives.in_batch_nce(qq, k, 0.1)[0])(jnp.asarray(q))
+  assert float(jnp.abs(g).max()) == 0.0  # a measurement, never part of the loss
+
+
 def test_interpolation_loss_matches_numpy_and_ignores_absent_persons():
   rng = np.random.default_rng(3)
   pred = rng.standard_normal((2, 2, 6, 5, 3)).astype(np.float32)

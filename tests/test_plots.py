@@ -15,10 +15,18 @@ def _records(**extra):
 
 
 def test_mcc_metrics_get_their_own_panels_and_bookkeeping_shares_one():
-  records = _records(broken=lambda s: 0.6, neg_win=lambda s: 0.4, interp=lambda s: 1.0, extra=float)
+  records = _records(
+    broken=lambda s: 0.6,
+    neg_win=lambda s: 0.4,
+    interp=lambda s: 1.0,
+    extra=float,
+    nce_batch=lambda s: 3.9,
+    acc_batch=lambda s: 0.2,
+  )
   panels = {title: keys for title, keys, _ in plots.curve_panels(records)}
   assert panels['loss'] == ('loss', 'nce')
-  assert panels['instance accuracy'] == ('acc',)
+  assert panels['instance accuracy'] == ('acc', 'acc_batch')
+  assert panels['in-batch InfoNCE (same-step keys)'] == ('nce_batch',)
   assert panels['kNN monitor (top-1 %)'] == ('knn1', 'knn20')
   assert panels['broken clip: neg_win (chance 0.5)'] == ('neg_win',)
   assert panels['interpolation / linear fill'] == ('interp',)

@@ -201,6 +201,21 @@ def test_train_step_masks_the_queries_own_ids():
   assert float(m_off['nce']) == pytest.approx(float(m_other['nce']), rel=1e-6)
 
 
+def test_batch_negatives_add_the_steps_other_keys_and_report_the_in_batch_task():
+  _, _, _, state, _ = setup()
+  batch = smooth_batch(seed=2)
+  f = lambda **mcc: loss_fn(**mcc)(state.params, state.key_params, state, batch)[1]
+  _, _, k_pos, plain = f()
+  _, _, k_same, joined = f(batch_negatives=True)
+  np.testing.assert_array_equal(np.asarray(k_pos), np.asarray(k_same))  # same views and keys
+  assert float(joined['nce']) > float(plain['nce'])  # B - 1 more negatives per query
+  # The in-batch read is a measurement of the same keys either way.
+  assert float(joined['nce_batch']) == pytest.approx(float(plain['nce_batch']), rel=1e-6)
+  b = k_pos.shape[0]
+  assert 0.0 < float(plain['nce_batch']) and 0.0 <= float(plain['acc_batch']) <= 1.0
+  assert float(plain['nce_batch']) < np.log(b) + 2.0
+
+
 def test_shuffle_bn_restores_the_sample_order():
   config, nets, _, state, _ = setup()
   views, _ = pretrain.step_views(state, smooth_batch(seed=4), config)
