@@ -230,7 +230,8 @@ def base_config() -> ml_collections.ConfigDict:
     # The step's other positive keys join the queue as negatives (MoCo v3's in-batch
     # negatives). Queue keys are older than the positive; while the encoder moves fast the
     # positive wins by being fresh, not by being the same clip (the demo's queue accuracy
-    # 0.37 at step 30 against 0.03 among the same step's keys, docs/results.md).
+    # 0.37 at step 30 against 0.03 among the same step's keys, docs/results.md). Off:
+    # the demo ties (58.5 / 58.8%) and the NW-UCLA proxy's seed 0 loses 3.2 linear points.
     batch_negatives=False,
     # Ghost BatchNorm groups for the query and key passes (>= 2 closes the leak MoCo's
     # Shuffle-BN closes): each pass normalises over groups of batch / bn_groups samples,
