@@ -41,6 +41,8 @@ class Context:
   train: data.Split
   test: data.Split
   _features: dict = dataclasses.field(default_factory=dict)
+  # init -> its frozen_variables, already recalibrated (the export's), not yet extracted.
+  _frozen: dict = dataclasses.field(default_factory=dict)
   _jitted: dict = dataclasses.field(default_factory=dict)
 
   @property
@@ -56,7 +58,10 @@ class Context:
     linear probe (fixed-feature path) and the kNN read the same features.
     """
     if init not in self._features:
-      self._features[init] = frozen_features(self, variables)
+      ready = self._frozen.pop(init, None)
+      self._features[init] = frozen_features(
+        self, variables if ready is None else ready, recalibrated=ready is not None
+      )
     return self._features[init]
 
   def jitted(self, name: str, make):
@@ -224,6 +229,8 @@ def stage_pretrain(ctx: Context) -> dict[str, dict]:
   ckpt_lib.save_encoder(path, variables, encoder_metadata(config, total), recalibrated=recalibrated)
   if last:
     ctx._features[path] = last[2]
+  else:  # no monitor: the frozen stages extract from the statistics just exported
+    ctx._frozen[path] = frozen_vars
   records = read_metrics(ctx.workdir, 'pretrain')
   # Each logged rate excludes its segment's compiling step (logger.MetricsLog.rate); a
   # run of one step per segment has none.

@@ -77,3 +77,27 @@ def test_the_knn_stage_reuses_the_last_monitor_call_and_a_fresh_run_agrees(monit
   again = run.train_and_evaluate(fresh, str(tmp_path / 'fresh'))['stages']['knn']
   for k in config.knn.k:
     assert again[f'k{k}']['top1'] == out['stages']['knn'][f'k{k}']['top1']
+
+
+def test_monitor_off_recalibrates_once_for_the_export_and_the_knn_stage(tmp_path):
+  from skeljax import frozen, run
+
+  config = _tiny_config(tmp_path, **{'pretrain.monitor_every': 0, 'stages': ('pretrain', 'knn')})
+  calls = []
+  recalibrate = frozen.recalibrate_bn
+
+  def counted(*args, **kwargs):
+    calls.append(1)
+    return recalibrate(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(frozen, 'recalibrate_bn', counted)
+    out = run.train_and_evaluate(config, str(tmp_path / 'off'))
+  assert config.linear.recalibrate_bn and len(calls) == 1  # the export's, reused by knn
+  # The same features as a fresh run from the exported encoder, which recalibrates itself.
+  fresh = config.copy_and_resolve_references()
+  fresh.init_from = str(tmp_path / 'off')
+  fresh.stages = ('knn',)
+  again = run.train_and_evaluate(fresh, str(tmp_path / 'fresh'))['stages']['knn']
+  for k in config.knn.k:
+    assert again[f'k{k}']['top1'] == out['stages']['knn'][f'k{k}']['top1']
