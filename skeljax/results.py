@@ -33,7 +33,7 @@ def _split(d) -> str:
 
 def protocol(config) -> dict:
   d = config.data
-  return {
+  out = {
     'dataset': d.name,
     'split': _split(d),
     'frames': d.frames,
@@ -45,6 +45,12 @@ def protocol(config) -> dict:
     else config.model.name,
     'objective': config.objective,
   }
+  if tuple(config.stages) == ('ensemble',):
+    # It trains nothing: the pretraining fields would describe no run of its own. Each
+    # member's protocol is its own run's (the ensemble entry lists the members).
+    n = len(config.ensemble.runs)
+    out.update(batch_size=None, epochs=None, objective=f'none (ensemble of {n} pretrained runs)')
+  return out
 
 
 class Results:
@@ -96,7 +102,7 @@ class Results:
     lines = [
       '# skeljax results',
       '',
-      ' | '.join(f'{k}: {v}' for k, v in proto.items()),
+      ' | '.join(f'{k}: {v}' for k, v in proto.items() if v is not None),
       '',
       f'device: {p.get("device")}; wall: {p.get(_WALL)} s',
       '',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -301,6 +302,12 @@ def test_ensemble_fuses_the_members_probabilities(ensemble_runs):
   for m, p in zip(entry['members'], probs, strict=True):
     assert m['top1'] == pytest.approx(100.0 * np.mean(p.argmax(-1) == labels))
   assert 'joint' in (c / 'results.md').read_text() and 'motion' in (c / 'results.md').read_text()
+  # An ensemble-only run trained nothing: its header names no epochs or objective of its own.
+  proto = json.loads((c / 'results.json').read_text())['protocol']
+  assert proto['epochs'] is None and proto['batch_size'] is None
+  assert proto['objective'] == 'none (ensemble of 2 pretrained runs)'
+  header = (c / 'results.md').read_text().splitlines()[2]
+  assert 'epochs:' not in header and 'objective: none (ensemble of 2' in header
 
 
 @pytest.mark.slow  # two tiny pretrainings (~1 min); CI runs the slow set
