@@ -7,10 +7,25 @@ import pytest
 from .test_train import _tiny_config
 
 
-@pytest.fixture(scope='module')
-def monitored_run(tmp_path_factory):
+def _counting_recalibrations(config, workdir: str):
+  """(train_and_evaluate's output, how many BN recalibrations it ran)."""
   from skeljax import frozen, run
 
+  calls = []
+  recalibrate = frozen.recalibrate_bn
+
+  def counted(*args, **kwargs):
+    calls.append(1)
+    return recalibrate(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(frozen, 'recalibrate_bn', counted)
+    out = run.train_and_evaluate(config, workdir)
+  return out, len(calls)
+
+
+@pytest.fixture(scope='module')
+def monitored_run(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('monitor')
   config = _tiny_config(
     tmp,
@@ -21,17 +36,8 @@ def monitored_run(tmp_path_factory):
       'stages': ('pretrain', 'knn'),
     },
   )
-  calls = []
-  recalibrate = frozen.recalibrate_bn
-
-  def counted(*args, **kwargs):
-    calls.append(1)
-    return recalibrate(*args, **kwargs)
-
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(frozen, 'recalibrate_bn', counted)
-    out = run.train_and_evaluate(config, str(tmp / 'run'))
-  return config, tmp / 'run', out, len(calls)
+  out, calls = _counting_recalibrations(config, str(tmp / 'run'))
+  return config, tmp / 'run', out, calls
 
 
 def test_monitor_logs_every_epoch_and_its_last_value_is_the_knn_stage(monitored_run):
@@ -80,20 +86,11 @@ def test_the_knn_stage_reuses_the_last_monitor_call_and_a_fresh_run_agrees(monit
 
 
 def test_monitor_off_recalibrates_once_for_the_export_and_the_knn_stage(tmp_path):
-  from skeljax import frozen, run
+  from skeljax import run
 
   config = _tiny_config(tmp_path, **{'pretrain.monitor_every': 0, 'stages': ('pretrain', 'knn')})
-  calls = []
-  recalibrate = frozen.recalibrate_bn
-
-  def counted(*args, **kwargs):
-    calls.append(1)
-    return recalibrate(*args, **kwargs)
-
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(frozen, 'recalibrate_bn', counted)
-    out = run.train_and_evaluate(config, str(tmp_path / 'off'))
-  assert config.linear.recalibrate_bn and len(calls) == 1  # the export's, reused by knn
+  out, calls = _counting_recalibrations(config, str(tmp_path / 'off'))
+  assert config.linear.recalibrate_bn and calls == 1  # the export's, reused by knn
   # The same features as a fresh run from the exported encoder, which recalibrates itself.
   fresh = config.copy_and_resolve_references()
   fresh.init_from = str(tmp_path / 'off')
