@@ -124,14 +124,16 @@ def in_batch_nce(
   when the representation improves (docs/results.md, Demo). Chance: log B and 1 / B.
   `ids` [B] masks other samples with the query's id. A measurement: no gradient.
   """
-  q, k = jax.lax.stop_gradient(q), jax.lax.stop_gradient(k)
-  logits = (q @ k.T) / temperature
-  eye = jnp.eye(q.shape[0], dtype=bool)
-  if ids is not None:
-    logits = jnp.where((ids[:, None] == ids[None, :]) & ~eye, _MASKED, logits)
-  loss = -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=-1)))
-  acc = jnp.mean(jnp.argmax(logits, axis=-1) == jnp.arange(q.shape[0]))
-  return loss, acc
+  # info_nce's batch negatives with an empty queue: the same masking, one implementation.
+  loss, metrics = info_nce(
+    jax.lax.stop_gradient(q),
+    k,
+    jnp.zeros((0, k.shape[-1]), k.dtype),
+    temperature=temperature,
+    batch_keys=k,
+    batch_valid=None if ids is None else ids[:, None] != ids[None, :],
+  )
+  return loss, metrics['acc']
 
 
 def broken_rank_loss(
