@@ -233,6 +233,11 @@ def base_config() -> ml_collections.ConfigDict:
     # 0.37 at step 30 against 0.03 among the same step's keys, docs/results.md). Off:
     # the demo ties (58.5 / 58.8%) and the NW-UCLA proxy's seed 0 loses 3.2 linear points.
     batch_negatives=False,
+    # False: the queue's keys are no negatives at all, only the step's other keys are
+    # (needs batch_negatives; MoCo v3 / SimCLR-style negatives, all of one key-encoder
+    # state, so no key can be told apart by its age). For runs too short for the queue's
+    # keys to stay comparable (docs/results.md, "The queue's age").
+    queue_negatives=True,
     # Ghost BatchNorm groups for the query and key passes (>= 2 closes the leak MoCo's
     # Shuffle-BN closes): each pass normalises over groups of batch / bn_groups samples,
     # and the key pass shuffles samples into its groups and restores their order after,
@@ -402,6 +407,16 @@ def validate(
   )
   _check(
     0 <= m.nn_warmup < 1, f'mcc.nn_warmup is a fraction of the run in [0, 1), got {m.nn_warmup}'
+  )
+  _check(
+    m.queue_negatives or m.batch_negatives,
+    'mcc.queue_negatives=False needs mcc.batch_negatives=True: without either the positive '
+    'has no negative',
+  )
+  _check(
+    m.queue_negatives or m.nn_mode == 'off',
+    f'mcc.nn_mode={m.nn_mode!r} mines neighbours in the queue; with '
+    'mcc.queue_negatives=False there is none to mine (set nn_mode=off)',
   )
   me = config.pretrain.monitor_every
   _check(

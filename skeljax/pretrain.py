@@ -326,10 +326,15 @@ def step_loss(
     nn_active=state.step >= int(round(m.get('nn_warmup', 0.0) * total_steps)),
   )
   in_batch = m.get('batch_negatives', False)
+  # Without queue negatives the queue (still filled, so the state keeps its shape) has no
+  # column in the softmax: the step's other keys are the only negatives.
+  queue = state.queue if m.get('queue_negatives', True) else state.queue[:0]
+  if queue_valid is not None:
+    queue_valid = queue_valid[:, : queue.shape[0]]
   nce, parts = objectives.info_nce(
     q[:b],
     k_pos,
-    state.queue,
+    queue,
     k_neg,
     m.temperature,
     m.negative_weight,
@@ -342,7 +347,7 @@ def step_loss(
     nce2, _ = objectives.info_nce(
       q[b : 2 * b],
       keys[-1],
-      state.queue,
+      queue,
       None,
       m.temperature,
       1.0,

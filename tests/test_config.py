@@ -107,6 +107,7 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.nn_k', 0, 'nn_k'),
     ('mcc.nn_warmup', 1.0, 'nn_warmup'),
     ('mcc.nn_warmup', -0.1, 'nn_warmup'),
+    ('mcc.queue_negatives', False, 'needs mcc.batch_negatives=True'),
     ('pretrain.monitor_every', -1, 'monitor_every'),
     ('pretrain.epochs', -1, 'pretrain.epochs must be a whole number'),
     ('linear.epochs', 0, 'linear.epochs must be positive'),  # only pretrain derives 0
@@ -119,6 +120,15 @@ def test_validate_rejects_impossible_values(field, value, message):
   section, _, key = field.rpartition('.')
   (c[section] if section else c)[key] = value
   with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
+
+
+def test_without_queue_negatives_there_are_no_queue_neighbours_to_mine():
+  c = config_lib.base_config()
+  c.mcc.update(queue_negatives=False, batch_negatives=True)
+  config_lib.validate(c)  # in-batch negatives only: a valid recipe
+  c.mcc.nn_mode = 'drop'
+  with pytest.raises(config_lib.ConfigError, match='none to mine'):
     config_lib.validate(c)
 
 
@@ -163,6 +173,7 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.mcc.nn_k=0'], 'mcc.nn_k'),
     (['--config=configs/demo.py', '--config.mcc.nn_warmup=1.0'], 'mcc.nn_warmup'),
     (['--config=configs/demo.py', '--config.mcc.nn_mode=twins'], 'mcc.nn_mode'),
+    (['--config=configs/demo.py', '--config.mcc.queue_negatives=False'], 'queue_negatives'),
     (
       [
         '--config=configs/demo.py:tiny',

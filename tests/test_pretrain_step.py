@@ -216,6 +216,19 @@ def test_batch_negatives_add_the_steps_other_keys_and_report_the_in_batch_task()
   assert float(plain['nce_batch']) < np.log(b) + 2.0
 
 
+def test_without_queue_negatives_the_steps_keys_are_the_only_negatives():
+  _, _, _, state, _ = setup()
+  batch = smooth_batch(seed=2)
+  f = lambda **mcc: loss_fn(**mcc)(state.params, state.key_params, state, batch)[1]
+  _, _, _, joined = f(batch_negatives=True)
+  _, _, _, alone = f(batch_negatives=True, queue_negatives=False)
+  # The trained loss is then the in-batch read itself (same queries, keys and masks) ...
+  assert float(alone['nce']) == pytest.approx(float(alone['nce_batch']), rel=1e-6)
+  assert float(alone['acc']) == pytest.approx(float(alone['acc_batch']))
+  # ... and below the loss with the queue's keys as negatives too.
+  assert float(alone['nce']) < float(joined['nce'])
+
+
 def test_shuffle_bn_restores_the_sample_order():
   config, nets, _, state, _ = setup()
   views, _ = pretrain.step_views(state, smooth_batch(seed=4), config)
