@@ -25,7 +25,11 @@ _IGNORED = {
 
 # Fields added after runs existed, with the value those runs had: left out of the
 # fingerprint at that value, so older checkpoints and finished stages still match.
-_ADDED = {('data', 'stream'): 'joint'}
+_ADDED = {
+  ('data', 'stream'): 'joint',
+  ('mcc', 'batch_negatives'): False,
+  ('mcc', 'queue_negatives'): True,
+}
 
 
 class CheckpointMismatch(RuntimeError):

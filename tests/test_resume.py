@@ -110,3 +110,38 @@ def test_resumed_stage_reports_the_wall_time_of_every_segment(tmp_path):
   fresh.start(0)
   assert fresh.prior_s == 0.0
   fresh.close()
+
+
+def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_value(tmp_path):
+  """Upgrading skeljax mid-run: a field added since (at the value older runs had) is no
+  change of run; a non-default value is."""
+  import numpy as np
+
+  from skeljax import checkpoint as ckpt_lib
+  from skeljax import config as config_lib
+
+  c = config_lib.base_config()
+  old = ckpt_lib.fingerprint(c, ['data', 'mcc'])
+  # As a run written before these fields existed saved it.
+  for section, key in (('data', 'stream'), ('mcc', 'batch_negatives'), ('mcc', 'queue_negatives')):
+    old[section].pop(key, None)
+  state = {'w': np.arange(3.0)}
+  saved = ckpt_lib.StageCheckpoints(str(tmp_path), keep=1, fingerprint_=old)
+  saved.save(5, state, force=True)
+  saved.close()
+
+  now = ckpt_lib.StageCheckpoints(
+    str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(c, ['data', 'mcc'])
+  )
+  restored, step = now.restore(state)
+  assert step == 5 and np.array_equal(restored['w'], state['w'])
+  now.close()
+  for field, value in (('batch_negatives', True), ('queue_negatives', False)):
+    changed = config_lib.base_config()
+    changed.mcc[field] = value
+    other = ckpt_lib.StageCheckpoints(
+      str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(changed, ['data', 'mcc'])
+    )
+    with pytest.raises(ckpt_lib.CheckpointMismatch, match=f'mcc.{field}'):
+      other.restore(state)
+    other.close()
