@@ -53,7 +53,9 @@ class MetricsLog:
             rec = json.loads(line)
           except json.JSONDecodeError:
             continue  # a line torn by a kill mid-write
-          if rec.get('stage') != self.stage or rec.get('step', 0) <= step:
+          # A fresh start (step 0) keeps none of its stage's records: the run writes
+          # its own step-0 record (the monitor at initialisation).
+          if rec.get('stage') != self.stage or (step and rec.get('step', 0) <= step):
             keep.append(line if line.endswith('\n') else line + '\n')
             if rec.get('stage') == self.stage and step:
               self.prior_s = max(self.prior_s, float(rec.get('elapsed_s', 0.0)))
@@ -89,7 +91,12 @@ class MetricsLog:
   def write(self, step: int, metrics: dict, lr: float | None = None) -> None:
     rate = self.rate(step)
     eta = (self.total - step) * self.batch / rate if rate else float('inf')
-    rate_txt = f'{rate:.1f} samples/s' if rate else 'samples/s n/a (only the compiling step ran)'
+    if rate:
+      rate_txt = f'{rate:.1f} samples/s'
+    elif step == 0:
+      rate_txt = 'before the first step'
+    else:
+      rate_txt = 'samples/s n/a (only the compiling step ran)'
     parts = ' '.join(f'{k} {v:.4g}' for k, v in metrics.items())
     lr_txt = f' | lr {lr:.3g}' if lr is not None else ''
     if self.writer_enabled:

@@ -52,9 +52,10 @@ def run(
   when a checkpoint exists. `batches(start)` yields host batches from `start`.
   Metrics of step s are fetched while step s+1 runs, so the host never stalls
   the device, yet a non-finite loss is caught at the step it happened.
-  `monitor(state) -> {name: value}` (the online kNN monitor) runs every `monitor_every`
-  steps and at the last step; its values join that step's log line, and its time is
-  kept out of samples/s (logger.MetricsLog.exclude).
+  `monitor(state) -> {name: value}` (the online kNN monitor) runs before the first step
+  of a fresh run (a step-0 record of its values alone), every `monitor_every` steps and at
+  the last step; its values join that step's log line, and its time is kept out of
+  samples/s (logger.MetricsLog.exclude).
   """
   abstract = ckpt_lib.abstract_with_sharding(
     jax.eval_shape(lambda s: s, state), mesh_lib.replicated(mesh)
@@ -65,6 +66,13 @@ def run(
     if jax.process_index() == 0:
       print(f'{stage}: resumed from step {start} ({ckpt.directory})', flush=True)
   log.start(start)
+  if monitor is not None and start == 0:
+    # The curve's first point: the encoder as initialised (the random-init kNN), so the
+    # monitor shows what pretraining adds from its first step on.
+    t_monitor = time.perf_counter()
+    at_init = monitor(state)
+    log.exclude(time.perf_counter() - t_monitor)
+    log.write(0, at_init)
   pending = None
   # Logged metrics are means over the steps since the last log line, not one-batch
   # snapshots (at B = 64 a single batch's accuracy is +-6% noise).

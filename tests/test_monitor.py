@@ -46,7 +46,11 @@ def test_monitor_logs_every_epoch_and_its_last_value_is_the_knn_stage(monitored_
   pre = [r for r in records if r['stage'] == 'pretrain']
   steps_per_epoch = 56 // config.pretrain.batch_size  # the tiny demo's 56 training clips
   watched = [r['step'] for r in pre if 'knn1' in r]
-  assert watched == [steps_per_epoch, 2 * steps_per_epoch]  # each epoch, log_every aside
+  # At initialisation, then each epoch, log_every aside.
+  assert watched == [0, steps_per_epoch, 2 * steps_per_epoch]
+  # The step-0 record is the encoder before any step: the monitor's values alone.
+  assert pre[0]['step'] == 0 and not {'loss', 'nce', 'acc'} & set(pre[0])
+  assert [r['step'] for r in pre] == sorted(r['step'] for r in pre)
   last = pre[-1]
   knn = out['stages']['knn']
   for k in config.knn.k:
@@ -73,9 +77,9 @@ def test_the_knn_stage_reuses_the_last_monitor_call_and_a_fresh_run_agrees(monit
   from skeljax import run
 
   config, workdir, out, recalibrations = monitored_run
-  # One BN recalibration per monitor call (2 epochs): the export and the knn stage reuse
-  # the last one instead of recalibrating and extracting again.
-  assert recalibrations == 2
+  # One BN recalibration per monitor call (at initialisation and after each of 2 epochs):
+  # the export and the knn stage reuse the last one instead of recalibrating again.
+  assert recalibrations == 3
   # A fresh run from the exported encoder recomputes everything: the same numbers.
   fresh = config.copy_and_resolve_references()
   fresh.init_from = str(workdir)

@@ -34,7 +34,10 @@ def _cmd(workdir, data_dir):
 def _losses(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     recs = [json.loads(line) for line in f]
-  return [(r['step'], r['loss'], r['nce']) for r in recs if r['stage'] == 'pretrain']
+  # Training records (the kNN monitor's step-0 record has no loss).
+  return [
+    (r['step'], r['loss'], r['nce']) for r in recs if r['stage'] == 'pretrain' and 'loss' in r
+  ]
 
 
 def _checkpoint_steps(workdir):
@@ -105,11 +108,19 @@ def test_resumed_stage_reports_the_wall_time_of_every_segment(tmp_path):
   resumed.close()
   last = read_metrics(str(tmp_path), 'pretrain')[-1]
   assert last['step'] == 8 and last['elapsed_s'] >= resumed.prior_s
-  # A fresh start counts from zero whatever the file holds.
+  # A fresh start counts from zero whatever the file holds, and keeps none of the stage's
+  # records: a run killed before its first checkpoint restarts with one step-0 record.
   fresh = MetricsLog(str(tmp_path), 'pretrain', total_steps=8, batch_size=2)
   fresh.start(0)
   assert fresh.prior_s == 0.0
+  assert read_metrics(str(tmp_path), 'pretrain') == []
+  fresh.write(0, {'knn1': 10.0})
   fresh.close()
+  again = MetricsLog(str(tmp_path), 'pretrain', total_steps=8, batch_size=2)
+  again.start(0)
+  again.write(0, {'knn1': 10.0})
+  again.close()
+  assert [r['step'] for r in read_metrics(str(tmp_path), 'pretrain')] == [0]
 
 
 def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_value(tmp_path):

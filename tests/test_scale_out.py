@@ -47,7 +47,9 @@ def _main(workdir, data_dir, devices, *extra, timeout=600):
 
 def _curve(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [(r['step'], r['loss']) for r in map(json.loads, f) if r['stage'] == 'pretrain']
+    return [
+      (r['step'], r['loss']) for r in map(json.loads, f) if r['stage'] == 'pretrain' and 'loss' in r
+    ]
 
 
 def _final_queue(workdir):
