@@ -41,8 +41,12 @@ def curve_panels(records: list[dict]) -> list[tuple[str, tuple[str, ...], float 
   present = []
   for r in records:  # every metric any record has (the kNN monitor logs only some steps)
     present += [k for k, v in r.items() if k not in present and isinstance(v, int | float)]
-  if all(r.get('nce') == r.get('loss') for r in records):  # the loss is InfoNCE alone
-    present = [k for k in present if k != 'nce']
+  # A metric equal to another at every logged step is drawn once: the loss that is
+  # InfoNCE alone, and the in-batch read of a run whose only negatives are in-batch
+  # (mcc.queue_negatives=False).
+  for twin, of in (('nce', 'loss'), ('nce_batch', 'nce'), ('acc_batch', 'acc')):
+    if all(r.get(twin) == r.get(of) for r in records):
+      present = [k for k in present if k != twin]
   panels, placed = [], set(NOT_DRAWN) | set(BOOKKEEPING)
   for title, keys, ref in CURVE_PANELS:
     keys = tuple(k for k in keys if k in present)

@@ -50,3 +50,14 @@ def test_contrastive_run_draws_no_empty_panels_and_no_duplicate_nce(tmp_path):
   path = plots.training_curves(records, str(tmp_path / 'c.png'), 'pretrain')
   assert path and (tmp_path / 'c.png').stat().st_size > 10_000
   assert plots.training_curves([], str(tmp_path / 'none.png'), 'x') is None
+
+
+def test_the_in_batch_read_of_an_in_batch_only_run_is_not_drawn_twice():
+  # mcc.queue_negatives=False: the trained loss is the in-batch read itself.
+  records = _records(nce_batch=lambda s: 4.0, acc_batch=lambda s: 0.1)
+  panels = {title: keys for title, keys, _ in plots.curve_panels(records)}
+  assert panels['instance accuracy'] == ('acc',)
+  assert 'in-batch InfoNCE (same-step keys)' not in panels
+  # Where they differ anywhere, both are drawn.
+  records[1]['nce_batch'] = 3.0
+  assert 'in-batch InfoNCE (same-step keys)' in {t for t, _, _ in plots.curve_panels(records)}
