@@ -123,8 +123,6 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
   elif row in ENSEMBLE_ROWS:
     c.stages = ('ensemble',)
     c.ensemble.runs = tuple(os.path.join(workdir, m, f'seed{seed}') for m in ENSEMBLE_ROWS[row])
-    # The members' objective, so the row's protocol line names what was pretrained.
-    c.objective = row_config(base, ENSEMBLE_ROWS[row][0], seed, workdir).objective
   else:
     raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
   return c

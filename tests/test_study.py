@@ -162,7 +162,6 @@ def test_stream_and_ensemble_rows(tmp_path):
   assert study.row_config(base, 'mcc_bone', 2, str(tmp_path)).data.stream == 'bone'
   two = study.row_config(base, 'contrastive_2s', 2, str(tmp_path))
   assert two.stages == ('ensemble',)
-  assert two.objective == 'contrastive'  # the protocol line names the members' objective
   assert two.ensemble.runs == tuple(
     str(tmp_path / r / 'seed2') for r in ('contrastive', 'contrastive_motion')
   )
