@@ -173,7 +173,14 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.mcc.nn_k=0'], 'mcc.nn_k'),
     (['--config=configs/demo.py', '--config.mcc.nn_warmup=1.0'], 'mcc.nn_warmup'),
     (['--config=configs/demo.py', '--config.mcc.nn_mode=twins'], 'mcc.nn_mode'),
-    (['--config=configs/demo.py', '--config.mcc.queue_negatives=False'], 'queue_negatives'),
+    (
+      [
+        '--config=configs/demo.py',
+        '--config.mcc.batch_negatives=False',
+        '--config.mcc.queue_negatives=False',
+      ],
+      'queue_negatives',
+    ),
     (
       [
         '--config=configs/demo.py:tiny',
