@@ -65,7 +65,9 @@ class MetricsLog:
       os.replace(tmp, self.path)
     from tensorboardX import SummaryWriter
 
-    self._tb = SummaryWriter(self._tb_dir, purge_step=step + 1 if step else None)
+    # TensorBoard hides the stage's earlier events past the restored step, as the file
+    # above drops their records: all of them on a fresh start (step 0).
+    self._tb = SummaryWriter(self._tb_dir, purge_step=step + 1 if step else 0)
 
   def first_step_done(self, step: int) -> None:
     """Called once the segment's first step (the one that compiles) has finished."""
