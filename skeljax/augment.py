@@ -29,8 +29,10 @@ from skeljax import transforms
 from skeljax.transforms import need
 
 NEGATIVES = ('segment_shuffle', 'reverse', 'local_shuffle')
-NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_shared')
+NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_twin', 'anchor_shared')
 POSITIVE_WINDOWS = ('centred', 'own')
+SPEED_FITS = ('fit', 'clip')
+MAX_SPEED = 8.0  # a speed beyond 8x leaves too few source frames per output frame
 INTERP_DROPS = ('stride', 'random')
 INTERP_FILLS = ('linear', 'zero')
 VIEWS = ('anchor', 'positive')  # augment.extreme_views: the views given the extreme set
@@ -55,6 +57,9 @@ class AugParams:
   speeds: tuple[float, ...]
   speed_range: tuple[float, ...]
   positive_window: str
+  speed_fit: str
+  independent_speeds: bool
+  resample_noise_std: float
   pad_mode: str
   negative: str
   negative_source: str
@@ -93,6 +98,9 @@ class AugParams:
       speeds=tuple(float(s) for s in aug.speeds),
       speed_range=tuple(float(s) for s in aug.speed_range),
       positive_window=str(aug.get('positive_window', 'centred')),
+      speed_fit=str(aug.get('speed_fit', 'clip')),
+      independent_speeds=bool(aug.get('independent_speeds', False)),
+      resample_noise_std=float(aug.get('resample_noise_std', 0.0)),
       pad_mode=str(aug.pad_mode),
       negative=str(aug.negative),
       negative_source=str(aug.get('negative_source', 'positive')),
@@ -124,14 +132,27 @@ class AugParams:
       len(crop) == 2 and 0 < crop[0] <= crop[1] <= 1,
       f'augment.crop_ratio must be (lo, hi) with 0 < lo <= hi <= 1, got {crop}',
     )
-    need(all(s > 0 for s in self.speeds), f'augment.speeds must be positive, got {self.speeds}')
+    need(
+      all(0 < s <= MAX_SPEED for s in self.speeds),
+      f'augment.speeds must lie in (0, {MAX_SPEED:g}], got {self.speeds}',
+    )
     sr = self.speed_range
     need(
-      not sr or (len(sr) == 2 and 0 < sr[0] <= sr[1]),
-      f'augment.speed_range must be () or (lo, hi) with 0 < lo <= hi, got {sr}',
+      not sr or (len(sr) == 2 and 0 < sr[0] <= sr[1] <= MAX_SPEED),
+      f'augment.speed_range must be () or (lo, hi) with 0 < lo <= hi <= {MAX_SPEED:g}, got {sr}',
     )
     need(sr or self.speeds, 'augment.speeds is empty; give speeds or a speed_range')
     _one_of('positive_window', self.positive_window, POSITIVE_WINDOWS)
+    _one_of('speed_fit', self.speed_fit, SPEED_FITS)
+    need(
+      not self.independent_speeds or self.speed_fit == 'fit',
+      "augment.independent_speeds needs augment.speed_fit='fit' (the clipped windows "
+      'cannot keep a relative speed)',
+    )
+    need(
+      self.resample_noise_std >= 0,
+      f'augment.resample_noise_std must be >= 0, got {self.resample_noise_std}',
+    )
     _one_of('pad_mode', self.pad_mode, transforms.PAD_MODES)
     _one_of('negative', self.negative, NEGATIVES)
     _one_of('negative_source', self.negative_source, NEGATIVE_SOURCES)
@@ -283,17 +304,26 @@ def interpolation_input(
 
 
 def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=None, extreme=True):
-  """Resample -> (frame order) -> normalise -> spatial augmentation of one clip.
+  """Resample -> (noise) -> (frame order) -> normalise -> spatial augmentation of one clip.
 
   `extreme`: the full spatial set, or only the normal one (AugParams.spatial).
 
+  `resample_noise_std` > 0 adds Gaussian noise to the resampled frames of every view, so a
+  slowed-down clip (linearly interpolated between source frames, hence smoother) cannot be
+  told from a sped-up one by its smoothness alone.
   A broken `order` is applied before normalising, so the permuted clip is centred on its
   own first frame like every other view (no off-centre first frame as a static cue).
   """
   clip = transforms.resample(x, n, start, length, frames, p.pad_mode)
+  mask = transforms.presence_mask(clip)
+  if p.resample_noise_std > 0:
+    noisy = transforms.gaussian_noise(
+      jax.random.fold_in(key, 1), clip, p.resample_noise_std, layout.coord_dims
+    )
+    clip = jnp.where(mask[..., None], noisy, 0)
   if order is not None:
     clip = jnp.take(clip, order, axis=1)
-  mask = transforms.presence_mask(clip)
+    mask = jnp.take(mask, order, axis=1)
   clip = transforms.normalise(
     clip,
     layout=layout,
@@ -305,34 +335,98 @@ def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=
   return transforms.spatial_augment(key, clip, layout=layout, mask=mask, **p.spatial(extreme))
 
 
-def _sample_views(key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation):
+def fitted_windows(key, n, p: AugParams, frames: int):
+  """The anchor's and the speed clip's windows with an exact relative speed ('fit').
+
+  One crop length L ~ U(crop_ratio) * n is played at the anchor's speed s_a (1, or drawn
+  like the positive's with `independent_speeds`) and at the speed clip's s: windows of
+  L * s_a and L * s frames, shortened together where the longer one would not fit. So the
+  relative speed s / s_a is exactly what was drawn, and no frame is a held copy of the
+  edge frame ('clip' holds about 32% of a speed-2 clip's frames and compounds the speed
+  with an independent crop).
+  A window fits when every sample position of its `frames` output frames (transforms.
+  resample: p_i = start + (i + 0.5) * length / frames - 0.5) lies in [0, n - 1], so even a
+  slowed window (length < frames) reads no frame past the valid ones: that needs
+  length * (1 - 1 / frames) <= n - 1. Starts are uniform over the positions that fit;
+  `positive_window='centred'` puts the speed clip on the anchor's centre instead, slid
+  inside.
+
+  Returns ((anchor start, length), (speed start, length), (same-speed start, length),
+  relative speed): the same-speed window has the anchor's length at its own start.
+  """
+  k_u, k_s, k_a = jax.random.split(key, 3)
+  u = jax.random.uniform(k_u, (4,))
+  n = jnp.asarray(n, jnp.float32)
+  base = (p.crop_ratio[0] + (p.crop_ratio[1] - p.crop_ratio[0]) * u[0]) * n
+  s = transforms.sample_speed(k_s, p.speeds, p.speed_range)
+  s_a = transforms.sample_speed(k_a, p.speeds, p.speed_range) if p.independent_speeds else 1.0
+  la, ls = base * s_a, base * s
+  longest = jnp.maximum(n - 1.0, 0.0) * frames / (frames - 1)
+  fit = jnp.minimum(1.0, longest / jnp.maximum(la, ls))
+  la, ls = la * fit, ls * fit
+
+  def starts(length):  # the first and last start whose positions stay in [0, n - 1]
+    lo = 0.5 - 0.5 * length / frames
+    return lo, jnp.maximum(n - 1.0 - length * (1.0 - 1.0 / frames), 0.0) + lo
+
+  a_lo, a_hi = starts(la)
+  s_lo, s_hi = starts(ls)
+  a_start = a_lo + u[1] * (a_hi - a_lo)
+  if p.positive_window == 'centred':
+    s_start = jnp.clip(a_start + 0.5 * (la - ls), s_lo, s_hi)
+  else:
+    s_start = s_lo + u[2] * (s_hi - s_lo)
+  same = (a_lo + u[3] * (a_hi - a_lo), la)
+  return (a_start, la), (s_start, ls), same, s / s_a
+
+
+def _sample_views(
+  key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation, speed_pair
+):
   k_crop, k_pos, k_aug_a, k_aug_p, k_neg, k_interp, k_aug_n = jax.random.split(key, 7)
-  start, length = transforms.random_crop(k_crop, n, p.crop_ratio)
-  if speed_positive and p.positive_window == 'own':
-    # Its own crop (SkeletonCLR's second view), then played at the sampled speed; with a
-    # speed of 1 this is exactly the baseline's positive.
-    p_start, p_length = transforms.random_crop(k_pos, n, p.crop_ratio)
-    speed = transforms.sample_speed(jax.random.fold_in(k_pos, 1), p.speeds, p.speed_range)
-    p_start, p_length = transforms.speed_window(p_start, p_length, speed)
-  elif speed_positive:  # the anchor's window centre, played at the sampled speed
-    speed = transforms.sample_speed(k_pos, p.speeds, p.speed_range)
-    p_start, p_length = transforms.speed_window(start, length, speed)
-  else:  # SkeletonCLR's second view: same speed, its own crop
-    speed = jnp.float32(1.0)
-    p_start, p_length = transforms.random_crop(k_pos, n, p.crop_ratio)
+  if speed_positive and p.speed_fit == 'fit':
+    (start, length), (s_start, s_length), same, speed = fitted_windows(k_pos, n, p, frames)
+  else:
+    start, length = transforms.random_crop(k_crop, n, p.crop_ratio)
+    same = transforms.random_crop(k_pos, n, p.crop_ratio)  # SkeletonCLR's second view
+    if speed_positive and p.positive_window == 'own':
+      # Its own crop, then played at the sampled speed, the window clipped at the valid
+      # frames: with a speed of 1 this is exactly the baseline's positive.
+      s_start, s_length = same
+      speed = transforms.sample_speed(jax.random.fold_in(k_pos, 1), p.speeds, p.speed_range)
+      s_start, s_length = transforms.speed_window(s_start, s_length, speed)
+    elif speed_positive:  # the anchor's window centre, played at the sampled speed
+      speed = transforms.sample_speed(k_pos, p.speeds, p.speed_range)
+      s_start, s_length = transforms.speed_window(start, length, speed)
+    else:
+      speed = jnp.float32(1.0)
+      s_start, s_length = same
+  # The positive is the speed clip, or (speed_pair: RSPNet's two positives) the same-speed
+  # clip, the speed clip coming apart as 'speed_clip'.
+  p_start, p_length = same if speed_pair else (s_start, s_length)
   view = dict(p=p, layout=layout, frames=frames)
-  anchor = _view(k_aug_a, x, n, start, length, extreme='anchor' in p.extreme_views, **view)
+  anchor_extreme = 'anchor' in p.extreme_views
+  anchor = _view(k_aug_a, x, n, start, length, extreme=anchor_extreme, **view)
   # The broken clip stands in the positive's place, so it gets the positive's set.
   view_p = dict(view, extreme='positive' in p.extreme_views)
   out = {
     'anchor': anchor,
     'positive': _view(k_aug_p, x, n, p_start, p_length, **view_p),
-    'speed': speed,
+    'speed': jnp.asarray(speed, jnp.float32),
   }
+  if speed_pair:
+    k_aug_s = jax.random.fold_in(key, 7)
+    out['speed_clip'] = _view(k_aug_s, x, n, s_start, s_length, **view_p)
   if broken_negative:
     order = broken_order(k_neg, frames, p.negative, p.segments, p.local_window)
     if p.negative_source == 'anchor_shared':
       out['negative'] = jnp.take(anchor, order, axis=1)
+    elif p.negative_source == 'anchor_twin':
+      # The anchor's window and its augmentation draw: only the frame order differs (it is
+      # centred and aligned on its own first frames, as every view is).
+      out['negative'] = _view(
+        k_aug_a, x, n, start, length, order=order, extreme=anchor_extreme, **view
+      )
     else:
       n_start, n_length = (
         (p_start, p_length) if p.negative_source == 'positive' else (start, length)
@@ -368,6 +462,7 @@ def make_views(
   speed_positive: bool = True,
   broken_negative: bool = True,
   interpolation: bool = True,
+  speed_pair: bool = False,
 ):
   """The MCC views of a batch (per-sample keys, vmapped).
 
@@ -379,10 +474,16 @@ def make_views(
   Returns a dict:
     'anchor' [B, M, T, V, C]: random crop (ratio ~ U(crop_ratio) of n),
       resampled to T, normalised, spatially augmented.
-    'positive' [B, M, T, V, C]: same centre, playback speed s (window s times as
-      long), own spatial augmentation; with speed_positive=False, speed 1 and
-      its own independent crop (the SkeletonCLR baseline).
-    'speed' [B]: the speeds used.
+    'positive' [B, M, T, V, C]: the clip at playback speed s relative to the anchor,
+      own spatial augmentation. Its window: augment.speed_fit='fit' (fitted_windows)
+      the anchor's crop length times s, within the valid frames; 'clip' its own crop
+      (positive_window='own') or the anchor's centre ('centred'), s times as long and
+      clipped at the valid frames. With speed_positive=False, speed 1 and its own
+      independent crop (the SkeletonCLR baseline).
+      With speed_pair, the positive is at the anchor's speed (its own crop: the
+      anchor's length under speed_fit='fit') and the speed-changed clip is
+      'speed_clip' [B, M, T, V, C] (RSPNet / RVTCLR: both are positives).
+    'speed' [B]: the speed clip's playback speed relative to the anchor's.
     'negative' [B, M, T, V, C] (broken_negative): a clip in a non-identity frame
       order (augment.negative). Its frames come from augment.negative_source: the
       positive's window ('positive') or the anchor's ('anchor'), resampled, permuted,
@@ -405,6 +506,7 @@ def make_views(
     speed_positive=speed_positive,
     broken_negative=broken_negative,
     interpolation=interpolation,
+    speed_pair=speed_pair,
   )
   keys = jax.random.split(key, x.shape[0])
   n = jnp.clip(jnp.asarray(n), 1, x.shape[2])  # views read only frames [0, n)

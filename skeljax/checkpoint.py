@@ -29,7 +29,20 @@ _ADDED = {
   ('data', 'stream'): 'joint',
   ('mcc', 'batch_negatives'): False,
   ('mcc', 'queue_negatives'): True,
+  ('augment', 'speed_fit'): 'clip',
+  ('augment', 'independent_speeds'): False,
+  ('augment', 'resample_noise_std'): 0.0,
+  ('mcc', 'speed_form'): 'positive',
+  ('mcc', 'speed_head'): 'off',
+  ('mcc', 'speed_weight'): 0.1,
+  ('mcc', 'speed_margin'): 0.2,
+  ('mcc', 'speed_classes'): 4,
+  ('mcc', 'negative_start'): 0.0,
 }
+
+# Fields only the speed clip reads: the contrastive baseline has none, so they never
+# change its run (a baseline written before they existed resumes under any value).
+_SPEED_ONLY = {('augment', 'speed_fit'), ('augment', 'independent_speeds')}
 
 
 class CheckpointMismatch(RuntimeError):
@@ -39,11 +52,14 @@ class CheckpointMismatch(RuntimeError):
 def fingerprint(config, sections) -> dict:
   """A JSON-able dict of the config fields that define a stage's run."""
   out = {'seed': config.seed, 'objective': config.objective}
+  unread = _SPEED_ONLY if config.objective == 'contrastive' else set()
   for name in sections:
     out[name] = {
       k: v
       for k, v in config[name].to_dict().items()
-      if k not in _IGNORED and not ((name, k) in _ADDED and _ADDED[name, k] == v)
+      if k not in _IGNORED
+      and not ((name, k) in _ADDED and _ADDED[name, k] == v)
+      and (name, k) not in unread
     }
   return json.loads(json.dumps(out, default=list))
 

@@ -15,6 +15,9 @@ import ml_collections
 
 STAGES = ('pretrain', 'linear', 'knn', 'finetune', 'semi', 'scratch', 'ensemble')
 OBJECTIVES = ('mcc', 'contrastive')
+NEGATIVE_LOSSES = ('rank', 'classify', 'infonce', 'dsm')
+SPEED_FORMS = ('positive', 'both')
+SPEED_HEADS = ('off', 'relative', 'classify')
 
 
 class ConfigError(ValueError):
@@ -122,7 +125,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment = _section(
     crop_ratio=(0.5, 1.0),  # anchor window, as a fraction of the valid frames
     speeds=(0.5, 2.0),  # playback speeds for the positive clip
-    speed_range=(),  # (lo, hi): log-uniform speeds instead of the set
+    speed_range=(),  # (lo, hi): log-uniform speeds instead of the set; speeds lie in (0, 8]
+    # How the speed clip's window is cut (augment.fitted_windows). 'fit': the anchor's crop
+    # length times the speed, both windows inside the valid frames (shortened together
+    # where needed), so the relative speed is exactly the drawn one. 'clip' (before issue
+    # #29): its own crop times the speed, clipped at the valid frames, so about 32% of a
+    # speed-2 clip's frames were held copies of the edge frame and the speed compounded
+    # with the independent crop (relative rates ~0.34-2.93 for speeds {0.5, 2}).
+    speed_fit='fit',
+    # Draw the anchor's speed too (speed_fit='fit'), independently of the positive's: the
+    # relative speed is their ratio, and neither clip is always at the recorded rate.
+    independent_speeds=False,
+    # Gaussian noise on every view's coordinates right after resampling, so a slowed clip
+    # (interpolated between source frames, hence smoother) is not told apart by smoothness.
+    resample_noise_std=0.0,
     # Where the speed positive's window sits: 'own': its own random crop (as the baseline's
     # second view), then played at the speed; 'centred': the anchor's window centre. The
     # two tie on the NW-UCLA proxy (67.3% / 66.5%, docs/results.md); 'own' keeps the
@@ -139,7 +155,9 @@ def base_config() -> ml_collections.ConfigDict:
     # anchor's window, own augmentation. 'anchor_shared': the anchor's augmented clip
     # permuted (the old design: it shares the query's augmentation, the positive does not,
     # so ranking the positive first rewards order sensitivity over augmentation invariance,
-    # and its first frame is off-centre).
+    # and its first frame is off-centre). 'anchor_twin': the anchor's window and its
+    # augmentation draw, permuted before normalising: it differs from the anchor only in
+    # the arrow of time (DSM's form).
     negative_source='positive',
     segments=4,  # k segments for segment_shuffle
     local_window=4,  # frames per shuffled block for local_shuffle
@@ -264,6 +282,9 @@ def base_config() -> ml_collections.ConfigDict:
     # broken clip with gradient (docs/results.md). 'classify': a small head on the query
     # encoder's pooled features tells the anchor (natural) from the broken clip
     # (objectives.order_loss, weight negative_weight), outside the contrastive space.
+    # 'dsm' (DSM, AAAI'21): the broken clip goes through the query encoder and its query is a
+    # hard negative in the anchor's InfoNCE against the positive key, with gradient
+    # (weight w = negative_weight in the denominator), beside the queue.
     negative_loss='rank',
     # rank/classify: the term's weight; infonce: w in the denominator. Measured on the
     # NW-UCLA proxy: at 1.0 every broken-clip form (rank or head; shuffled or reversed)
@@ -273,6 +294,23 @@ def base_config() -> ml_collections.ConfigDict:
     # rank/classify: fraction of the batch whose broken clip goes through the query encoder each
     # step (a whole number of ghost-BN groups); it sets most of MCC's extra cost.
     negative_fraction=0.25,
+    # The speed clip's role. 'positive': it is the only positive (MCC's form). 'both' (RSPNet,
+    # RVTCLR): a same-speed clip and the speed clip are both positives of the instance
+    # task (the InfoNCE averaged over the two), so the instance head learns speed
+    # invariance while a speed head (speed_head) learns the speed itself.
+    speed_form='positive',
+    # A head that learns the speed. 'relative' (RSPNet's relative-speed perception, needs
+    # speed_form='both'): its own projection g; the anchor must be closer to the same-speed
+    # clip than to the speed clip by speed_margin (cosine in g's space). 'classify'
+    # (playback-rate / pace prediction): a small head on the anchor's and the speed clip's
+    # features classifies their log relative speed into speed_classes bins. 'off': none.
+    speed_head='off',
+    speed_weight=0.1,  # the speed head's loss weight
+    speed_margin=0.2,  # 'relative': the margin between the two cosines
+    speed_classes=4,  # 'classify': equal bins of the log relative speed over its range
+    # The broken clip's loss is off before this fraction of the run (a curriculum: the
+    # instance task first), then on at negative_weight.
+    negative_start=0.0,
     speed_positive=True,  # False: positive at speed 1 (ablation)
     broken_negative=True,  # False: queue negatives only (ablation)
     interpolation=True,  # False: no interpolation loss (ablation)
@@ -431,8 +469,13 @@ def validate(
     f'mcc.temperature must be in [0.01, 10] (peers use 0.07-0.2), got {m.temperature}',
   )
   _check(
-    m.negative_loss in ('rank', 'classify', 'infonce'),
-    f'mcc.negative_loss {m.negative_loss!r} is not rank, classify or infonce',
+    m.negative_loss in NEGATIVE_LOSSES,
+    f'mcc.negative_loss {m.negative_loss!r} is not one of {", ".join(NEGATIVE_LOSSES)}',
+  )
+  _validate_speed(config)
+  _check(
+    0 <= m.negative_start < 1,
+    f'mcc.negative_start is a fraction of the run in [0, 1), got {m.negative_start}',
   )
   _check(m.interp_weight >= 0, f'mcc.interp_weight must be >= 0, got {m.interp_weight}')
   _check(
@@ -511,6 +554,52 @@ def validate(
   for f in config.semi.fractions:
     _check(0 < f <= 1, f'semi.fractions must lie in (0, 1], got {f}')
   _validate_ensemble(config)
+
+
+def _validate_speed(config) -> None:
+  """The speed heads' values, and the MCC parts each head needs."""
+  m = config.mcc
+  _check(
+    m.speed_form in SPEED_FORMS,
+    f'mcc.speed_form {m.speed_form!r} is not one of {", ".join(SPEED_FORMS)}',
+  )
+  _check(
+    m.speed_head in SPEED_HEADS,
+    f'mcc.speed_head {m.speed_head!r} is not one of {", ".join(SPEED_HEADS)}',
+  )
+  _check(m.speed_weight >= 0, f'mcc.speed_weight must be >= 0, got {m.speed_weight}')
+  _check(m.speed_margin >= 0, f'mcc.speed_margin must be >= 0, got {m.speed_margin}')
+  _check(
+    isinstance(m.speed_classes, int) and m.speed_classes >= 2,
+    f'mcc.speed_classes must be an integer >= 2, got {m.speed_classes!r}',
+  )
+  if config.objective != 'mcc':
+    return  # the baseline turns every MCC part off; its mcc fields are not read
+  uses_speed = m.speed_form != 'positive' or m.speed_head != 'off'
+  _check(
+    m.speed_positive or not uses_speed,
+    f'mcc.speed_form={m.speed_form!r} / speed_head={m.speed_head!r} need the speed clip, '
+    'but mcc.speed_positive=False',
+  )
+  _check(
+    m.speed_head != 'relative' or m.speed_form == 'both',
+    "mcc.speed_head='relative' compares a same-speed clip with the speed clip: it needs "
+    "mcc.speed_form='both'",
+  )
+  if m.speed_head == 'classify':
+    from skeljax import pretrain
+
+    lo, hi = pretrain.log_speed_range(config.augment)
+    _check(
+      lo < hi,
+      "mcc.speed_head='classify' needs more than one relative speed to tell apart; give "
+      'augment.speeds two or more values or a speed_range with lo < hi',
+    )
+  _check(
+    m.broken_negative or m.negative_start == 0,
+    f'mcc.negative_start={m.negative_start} schedules the broken clip, but '
+    'mcc.broken_negative=False',
+  )
 
 
 def _validate_ensemble(config) -> None:

@@ -30,6 +30,8 @@ def info_nce(
   nn_active: jax.Array | bool = True,
   batch_keys: jax.Array | None = None,
   batch_valid: jax.Array | None = None,
+  q_neg: jax.Array | None = None,
+  neg_valid: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
   """MoCo-v2 InfoNCE: -log softmax of the positive among [pos, hard neg, batch, queue].
 
@@ -55,6 +57,12 @@ def info_nce(
       cannot be found by being fresher than the queue (docs/results.md, Demo).
     batch_valid: optional [B, B] bool, False where a batch key is the query's own sample
       (an id repeated across an epoch boundary); the diagonal is always left out.
+    q_neg: optional [B, D] L2-normalised query-encoder embedding of each sample's
+      motion-broken clip (DSM's hard negative, instead of k_neg): its similarity to the
+      positive key is the hard-negative logit, with gradient, so the query encoder itself
+      learns to push the broken clip away from the positive.
+    neg_valid: optional [B] bool, False where the hard negative is left out (a row without
+      a broken clip, or the curriculum's warm-up).
 
   Returns:
     (mean loss, metrics) with metrics['acc'] the fraction of samples whose
@@ -63,8 +71,13 @@ def info_nce(
   k_pos = jax.lax.stop_gradient(k_pos)
   queue = jax.lax.stop_gradient(queue)
   logits = [jnp.sum(q * k_pos, axis=-1, keepdims=True)]
+  hard = k_neg is not None or q_neg is not None
   if k_neg is not None:
     logits.append(jnp.sum(q * jax.lax.stop_gradient(k_neg), axis=-1, keepdims=True))
+  elif q_neg is not None:
+    logits.append(jnp.sum(q_neg * k_pos, axis=-1, keepdims=True))
+  if hard and neg_valid is not None:
+    logits[1] = jnp.where(jnp.asarray(neg_valid)[:, None], logits[1], _MASKED)
   if batch_keys is not None:
     own = jnp.eye(q.shape[0], dtype=bool)
     if batch_valid is not None:
@@ -89,7 +102,7 @@ def info_nce(
   logits.append(queue_logits)
   logits = jnp.concatenate(logits, axis=-1) / temperature
   weighted = logits
-  if k_neg is not None and negative_weight != 1.0:
+  if hard and negative_weight != 1.0:
     weighted = logits.at[:, 1].add(jnp.log(negative_weight))
   log_p = jax.nn.log_softmax(weighted, axis=-1)
   if nn_mode == 'positive':
@@ -106,9 +119,14 @@ def info_nce(
   metrics = {'acc': acc}
   if neighbours is not None:
     metrics['nn_active'] = jnp.asarray(nn_active, jnp.float32)
-  if k_neg is not None:
-    # How often the motion-broken key outscores the positive: the hard part.
-    metrics['neg_win'] = jnp.mean(logits[:, 1] > logits[:, 0])
+  if hard:
+    # How often the motion-broken clip outscores the positive: the hard part.
+    win = logits[:, 1] > logits[:, 0]
+    if neg_valid is None:
+      metrics['neg_win'] = jnp.mean(win)
+    else:
+      valid = jnp.broadcast_to(jnp.asarray(neg_valid), win.shape)
+      metrics['neg_win'] = jnp.sum(win & valid) / jnp.maximum(jnp.sum(valid), 1)
   return jnp.mean(loss), metrics
 
 
@@ -157,6 +175,37 @@ def broken_rank_loss(
   s_neg = jnp.sum(q_broken * k_pos, axis=-1)
   loss = jax.nn.softplus((s_neg - s_pos) / temperature)
   return jnp.mean(loss), {'neg_win': jnp.mean(s_neg > s_pos)}
+
+
+def relative_speed_loss(
+  anchor: jax.Array, same: jax.Array, changed: jax.Array, margin: float
+) -> tuple[jax.Array, dict]:
+  """RSPNet's relative-speed perception: the same-speed pair closer than the changed one.
+
+  Args:
+    anchor, same, changed: [B, D] L2-normalised embeddings (the speed head's own space) of
+      the anchor, of a clip at the anchor's speed and of a clip at another speed.
+    margin: the cosine margin (>= 0).
+  Returns:
+    (mean of max(0, margin - cos(anchor, same) + cos(anchor, changed)),
+     {'speed_acc': fraction where the same-speed clip is the closer one}).
+  """
+  s_same = jnp.sum(anchor * same, axis=-1)
+  s_changed = jnp.sum(anchor * changed, axis=-1)
+  loss = jax.nn.relu(margin - s_same + s_changed)
+  return jnp.mean(loss), {'speed_acc': jnp.mean(s_same > s_changed)}
+
+
+def speed_bins(log_speed: jax.Array, lo: float, hi: float, classes: int) -> jax.Array:
+  """[B] int32 class of each log relative speed: `classes` equal bins over [lo, hi]."""
+  frac = (log_speed - lo) / max(hi - lo, 1e-6)
+  return jnp.clip(jnp.floor(frac * classes), 0, classes - 1).astype(jnp.int32)
+
+
+def speed_class_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict]:
+  """Playback-rate prediction: cross-entropy of [B, classes] logits, and its accuracy."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.mean(loss), {'speed_acc': jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
 
 
 def order_loss(natural: jax.Array, broken: jax.Array) -> tuple[jax.Array, dict]:

@@ -7,8 +7,13 @@
             + w * rank(query encoder(broken clip) below the anchor, against the positive key)
             + lambda * interp(decoder(encoder(frame-dropped anchor)), dropped frames)
   (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead;
-   'classify' trains a small head on the query encoder's features to tell the anchor from
-   the broken clip.)
+   'dsm' its query, with gradient (DSM); 'classify' trains a small head on the query
+   encoder's features to tell the anchor from the broken clip. mcc.negative_start delays
+   the broken clip's term to a fraction of the run.)
+  (mcc.speed_form='both': a same-speed clip and the speed clip are both positives, the
+   InfoNCE averaged over the two (RSPNet, RVTCLR); mcc.speed_head adds + speed_weight *
+   a relative-speed margin loss in its own projection ('relative') or a speed-class
+   cross-entropy ('classify').)
 
 What keeps the objective honest (each a `config.mcc` field, see skeljax/config.py):
   * the key encoder's EMA rate follows the run length (`momentum`, `ema_fraction`,
@@ -33,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
 from flax.training import train_state
@@ -49,6 +55,7 @@ class Nets:
   projector: nn.Module
   decoder: nn.Module
   order_head: nn.Module  # natural vs broken motion (mcc.negative_loss='classify')
+  speed_head: nn.Module  # mcc.speed_head: its own projection ('relative') or classes
 
 
 def make_nets(config) -> Nets:
@@ -72,6 +79,13 @@ def make_nets(config) -> Nets:
     order_head=heads.ProjectionHead(
       hidden=config.model.projection_hidden, out=1, dtype=models.compute_dtype(config.model)
     ),
+    speed_head=heads.ProjectionHead(
+      hidden=config.model.projection_hidden,
+      out=config.mcc.speed_classes
+      if config.mcc.get('speed_head', 'off') == 'classify'
+      else config.mcc.feature_dim,
+      dtype=models.compute_dtype(config.model),
+    ),
   )
 
 
@@ -79,6 +93,34 @@ def classifies_order(config) -> bool:
   """Whether the step trains the natural-vs-broken head (and the state holds its params)."""
   sw = switches(config)
   return sw['broken_negative'] and config.mcc.negative_loss == 'classify'
+
+
+def speed_head(config) -> str:
+  """The speed head the step trains ('off', 'relative' or 'classify')."""
+  if not switches(config)['speed_positive']:
+    return 'off'
+  return config.mcc.get('speed_head', 'off')
+
+
+def speed_pair(config) -> bool:
+  """Whether a same-speed clip and the speed clip are both positives (RSPNet's form)."""
+  return switches(config)['speed_positive'] and config.mcc.get('speed_form') == 'both'
+
+
+def log_speed_range(aug) -> tuple[float, float]:
+  """The range of log relative speeds the views draw (the speed classes' span)."""
+  lo, hi = (
+    (aug.speed_range[0], aug.speed_range[1])
+    if aug.speed_range
+    else (
+      min(aug.speeds),
+      max(aug.speeds),
+    )
+  )
+  lo, hi = float(np.log(lo)), float(np.log(hi))
+  if aug.get('independent_speeds', False):
+    return lo - hi, hi - lo
+  return lo, hi
 
 
 class PretrainState(train_state.TrainState):
@@ -171,6 +213,10 @@ def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> Pre
   }
   if classifies_order(config):  # its own key: the other parts' init does not move
     params['order_head'] = nets.order_head.init(jax.random.fold_in(rng, 7), pooled)['params']
+  head = speed_head(config)
+  if head != 'off':  # 'classify' reads the anchor's and the speed clip's features side by side
+    inputs = pooled if head == 'relative' else jnp.concatenate([pooled, pooled], axis=-1)
+    params['speed_head'] = nets.speed_head.init(jax.random.fold_in(rng, 8), inputs)['params']
   queue = objectives.l2_normalize(
     jax.random.normal(rng_queue, (config.mcc.queue_size, config.mcc.feature_dim))
   )
@@ -252,6 +298,7 @@ def step_views(state: PretrainState, batch: dict, config) -> tuple[dict, jax.Arr
     aug=config.augment,
     layout=skeleton.get_layout(config.data.layout),
     frames=config.data.frames,
+    speed_pair=speed_pair(config),
     **switches(config),
   )
   return views, rng_rest
@@ -275,12 +322,16 @@ def step_loss(
   groups = m.bn_groups
   ids = batch.get('index') if m.mask_own else None
 
-  # Key pass: every clip the keys need (positive, broken negative, the anchor when
-  # symmetric) in one batched pass, shuffled into ghost-BN groups and restored after.
+  # Key pass: every clip the keys need (positive, speed clip, broken negative, the anchor
+  # when symmetric) in one batched pass, shuffled into ghost-BN groups and restored after.
   rank = sw['broken_negative'] and m.negative_loss == 'rank'
   classify = classifies_order(config)
-  through_query = rank or classify  # the broken clip goes through the query encoder
-  key_clips = [views['positive']]
+  dsm = sw['broken_negative'] and m.negative_loss == 'dsm'
+  through_query = rank or classify or dsm  # the broken clip goes through the query encoder
+  # The broken clip's curriculum: its loss is off before negative_start of the run.
+  broken_on = state.step >= int(round(m.get('negative_start', 0.0) * total_steps))
+  pair = speed_pair(config)
+  key_clips = [views['positive']] + ([views['speed_clip']] if pair else [])
   if sw['broken_negative'] and not through_query:
     key_clips.append(views['negative'])
   if m.symmetric:
@@ -297,8 +348,9 @@ def step_loss(
     nets.projector.apply({'params': key_params['projector']}, pooled_k)
   )
   keys = jnp.split(jax.lax.stop_gradient(keys), len(key_clips), axis=0)
+  pooled_keys = jnp.split(jax.lax.stop_gradient(pooled_k), len(key_clips), axis=0)
   k_pos = keys[0]
-  k_neg = keys[1] if sw['broken_negative'] and not through_query else None
+  k_neg = keys[1 + pair] if sw['broken_negative'] and not through_query else None
   queue_valid = None if ids is None else ids[:, None] != state.queue_ids[None, :]
   batch_valid = None if ids is None else ids[:, None] != ids[None, :]
 
@@ -331,6 +383,12 @@ def step_loss(
   queue = state.queue if m.get('queue_negatives', True) else state.queue[:0]
   if queue_valid is not None:
     queue_valid = queue_valid[:, : queue.shape[0]]
+  hard = {}
+  if dsm:  # the broken clips' queries (first bn rows) as hard negatives, with gradient
+    q_neg = jnp.zeros_like(q[:b]).at[:bn].set(q[-bn:])
+    hard = dict(q_neg=q_neg, neg_valid=(jnp.arange(b) < bn) & broken_on)
+  elif k_neg is not None:
+    hard = dict(neg_valid=jnp.broadcast_to(broken_on, (b,)))
   nce, parts = objectives.info_nce(
     q[:b],
     k_pos,
@@ -342,7 +400,23 @@ def step_loss(
     **nn,
     batch_keys=k_pos if in_batch else None,
     batch_valid=batch_valid,
+    **hard,
   )
+  if pair:  # RSPNet: the speed clip is a positive too, against the same negatives
+    nce_speed, speed_parts = objectives.info_nce(
+      q[:b],
+      keys[1],
+      queue,
+      None,
+      m.temperature,
+      1.0,
+      queue_valid,
+      **nn,
+      batch_keys=keys[1] if in_batch else None,
+      batch_valid=batch_valid,
+    )
+    nce = 0.5 * (nce + nce_speed)
+    parts['acc_speed_clip'] = speed_parts['acc']
   if m.symmetric:
     nce2, _ = objectives.info_nce(
       q[b : 2 * b],
@@ -360,17 +434,35 @@ def step_loss(
   loss = nce
   nce_batch, acc_batch = objectives.in_batch_nce(q[:b], k_pos, m.temperature, ids)
   metrics = {'nce': nce, **parts, 'nce_batch': nce_batch, 'acc_batch': acc_batch}
+  on = jnp.asarray(broken_on, jnp.float32)
   if rank:
     broken, broken_parts = objectives.broken_rank_loss(q[:bn], q[-bn:], k_pos[:bn], m.temperature)
-    loss = loss + m.negative_weight * broken
+    loss = loss + on * m.negative_weight * broken
     metrics.update(broken=broken, **broken_parts)
   if classify:
     logits = nets.order_head.apply(
       {'params': params['order_head']}, jnp.concatenate([pooled[:bn], pooled[-bn:]], axis=0)
     )[:, 0]
     broken, broken_parts = objectives.order_loss(logits[:bn], logits[bn:])
-    loss = loss + m.negative_weight * broken
+    loss = loss + on * m.negative_weight * broken
     metrics.update(broken=broken, **broken_parts)
+  head = speed_head(config)
+  if head != 'off':
+    # The speed clip's key-encoder features (no gradient) beside the anchor's query ones.
+    changed = pooled_keys[1] if pair else pooled_keys[0]
+    apply = lambda f: nets.speed_head.apply({'params': params['speed_head']}, f)
+    if head == 'relative':
+      g = lambda f: objectives.l2_normalize(apply(f))
+      speed, speed_parts = objectives.relative_speed_loss(
+        g(pooled[:b]), g(pooled_keys[0]), g(changed), m.speed_margin
+      )
+    else:
+      lo, hi = log_speed_range(config.augment)
+      labels = objectives.speed_bins(jnp.log(views['speed']), lo, hi, m.speed_classes)
+      logits = apply(jnp.concatenate([pooled[:b], changed], axis=-1))
+      speed, speed_parts = objectives.speed_class_loss(logits, labels)
+    loss = loss + m.speed_weight * speed
+    metrics.update(speed=speed, **speed_parts)
   if sw['interpolation']:
     # Its own pass, over part of the batch: the query above saw the clean anchor. BN
     # runs on this batch, but its statistics are not kept (the clean pass's are).

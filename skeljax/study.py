@@ -15,6 +15,20 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
+  Issue #29's forms, each against the mcc row (only with --rows):
+  speed_clip        the old speed window (its own crop times the speed, clipped: held frames)
+  speed_gentle      log-uniform speeds in [0.7, 1.43] instead of {0.5, 2}
+  speed_indep       anchor and positive at independent speeds
+  speed_rsp         RSPNet: same-speed and speed clip both positive + relative-speed head
+  speed_class       a speed-class head (playback-rate prediction)
+  speed_noise       Gaussian noise (1 cm) on every view right after resampling
+  neg_twin          the broken clip on the anchor's window and augmentation (rank loss)
+  neg_dsm           the anchor's twin as a hard negative with gradient (DSM)
+  neg_late          the broken clip's loss on from half the run (curriculum)
+  mcc_semi, contrastive_semi, scratch_semi
+                    semi-supervised fine-tune on the config's label fractions (semi.fractions,
+                    1% and 10%) from row mcc's / row contrastive's encoder / random init,
+                    on the same class-balanced subsets (drawn from the seed)
   contrastive_time  the baseline given MCC's pretraining wall time (more epochs: the
                     ratio of the two rows' fastest runs over the seeds) -> linear
   random            random-init encoder -> linear
@@ -64,7 +78,30 @@ PRETRAIN_ROWS = {
   'no_speed': {'mcc.speed_positive': False},
   'neg_shuffle': {'augment.negative': 'segment_shuffle'},
   'neg_reverse': {'augment.negative': 'reverse'},
+  'speed_clip': {'augment.speed_fit': 'clip'},
+  'speed_gentle': {'augment.speed_range': (0.7, 1.43)},
+  'speed_indep': {'augment.independent_speeds': True},
+  'speed_rsp': {'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
+  'speed_class': {'mcc.speed_head': 'classify'},
+  'speed_noise': {'augment.resample_noise_std': 0.01},
+  'neg_twin': {'augment.negative_source': 'anchor_twin'},
+  'neg_dsm': {'augment.negative_source': 'anchor_twin', 'mcc.negative_loss': 'dsm'},
+  'neg_late': {'mcc.negative_start': 0.5},
 }
+# Issue #29's rows: run only when named in --rows.
+FORM_ROWS = (
+  'speed_clip',
+  'speed_gentle',
+  'speed_indep',
+  'speed_rsp',
+  'speed_class',
+  'speed_noise',
+  'neg_twin',
+  'neg_dsm',
+  'neg_late',
+)
+# Semi-supervised rows: the encoder each fine-tunes on the label fractions ('' = random).
+SEMI_ROWS = {'mcc_semi': 'mcc', 'contrastive_semi': 'contrastive', 'scratch_semi': ''}
 STREAM_ROWS = {
   f'{objective}_{stream}': {**PRETRAIN_ROWS[objective], 'data.stream': stream}
   for objective in ('mcc', 'contrastive')
@@ -84,11 +121,15 @@ ROWS = (
   'scratch',
   'mcc_finetune',
   *ENSEMBLE_ROWS,
+  *SEMI_ROWS,
 )
 # Rows a study without --rows runs: every row but speed_only (no-negative and
-# no-interpolation bracket it; it costs three more pretrainings) and the stream rows.
+# no-interpolation bracket it; it costs three more pretrainings), the stream rows and
+# issue #29's form rows.
 DEFAULT_ROWS = tuple(
-  r for r in ROWS if r != 'speed_only' and r not in STREAM_ROWS and r not in ENSEMBLE_ROWS
+  r
+  for r in ROWS
+  if r != 'speed_only' and r not in STREAM_ROWS and r not in ENSEMBLE_ROWS and r not in FORM_ROWS
 )
 # Pretraining metrics the study follows (those a row logs).
 CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp')
@@ -120,6 +161,10 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
   elif row == 'mcc_finetune':
     c.stages = ('finetune',)
     c.init_from = os.path.join(workdir, 'mcc', f'seed{seed}')
+  elif row in SEMI_ROWS:
+    c.stages = ('semi',)
+    src = SEMI_ROWS[row]
+    c.init_from = os.path.join(workdir, src, f'seed{seed}') if src else 'random'
   elif row in ENSEMBLE_ROWS:
     c.stages = ('ensemble',)
     c.ensemble.runs = tuple(os.path.join(workdir, m, f'seed{seed}') for m in ENSEMBLE_ROWS[row])
@@ -218,6 +263,12 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
     main = {'scratch': 'scratch', 'mcc_finetune': 'finetune'}.get(row, 'linear')
     if row in ENSEMBLE_ROWS:
       main = 'ensemble'
+    if row in SEMI_ROWS:
+      main = 'semi'
+    fractions = {}
+    for r in runs:
+      for frac, res in r['stages'].get('semi', {}).get('fractions', {}).items():
+        fractions.setdefault(frac, []).append(res.get('top1'))
     top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
     knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
@@ -240,6 +291,9 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
         'pretrain_wall_s': _stat(wall),
         'reversed_pairs_top1': _stat(pairs),
         'other_classes_top1': _stat(others),
+        'semi_top1': {
+          f: _stat(v) for f, v in sorted(fractions.items(), key=lambda kv: float(kv[0]))
+        },
         'pretrain_last': last,
         'pretrain_curves': curves,
         'pretrain_epochs': first['stages'].get('pretrain', {}).get('epochs'),
@@ -275,6 +329,20 @@ def markdown(records: list[dict], base) -> str:
       f'{r["pretrain_epochs"] or ""} | {_fmt(r["pretrain_wall_s"], 0)} | '
       f'{",".join(map(str, r["seeds"]))} |'
     )
+  semi = [r for r in records if r.get('semi_top1')]
+  if semi:
+    fracs = sorted({f for r in semi for f in r['semi_top1']}, key=float)
+    lines += [
+      '',
+      'Semi-supervised fine-tuning, top-1 % on the test split by labelled fraction (the same '
+      'class-balanced subsets for every row of a seed):',
+      '',
+      '| row | ' + ' | '.join(f'{float(f) * 100:g}% labels' for f in fracs) + ' |',
+      '|---|' + '---|' * len(fracs),
+    ]
+    for r in semi:
+      cells = [_fmt(r['semi_top1'][f]) if f in r['semi_top1'] else '' for f in fracs]
+      lines.append(f'| {r["row"]} | ' + ' | '.join(cells) + ' |')
   curved = [r for r in records if r.get('pretrain_last')]
   if curved:
     lines += [
@@ -321,6 +389,10 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
         time_epochs = equal_time_epochs(mcc, con, base.pretrain.epochs)
       if row == 'mcc_finetune' and not _load(os.path.join(workdir, 'mcc', f'seed{seed}')):
         print(f'study: {row} needs row mcc of seed {seed}; skipped', flush=True)
+        continue
+      src = SEMI_ROWS.get(row)
+      if src and not _load(os.path.join(workdir, src, f'seed{seed}')):
+        print(f'study: {row} needs row {src} of seed {seed}; skipped', flush=True)
         continue
       missing = [
         m for m in ENSEMBLE_ROWS.get(row, ()) if not _load(os.path.join(workdir, m, f'seed{seed}'))

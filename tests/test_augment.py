@@ -246,7 +246,11 @@ def test_centred_positive_has_same_centre_and_speed_times_the_anchor_rate():
   x, a, b = linear_clip(6, 1, n, 25, 3, slope=0.01)
   x = np.tile(x[None], (8, 1, 1, 1, 1))
   aug = aug_config(
-    crop_ratio=(0.2, 0.3), speeds=(0.5, 2.0), positive_window='centred', **NO_SPATIAL
+    crop_ratio=(0.2, 0.3),
+    speeds=(0.5, 2.0),
+    positive_window='centred',
+    speed_fit='clip',  # the fitted window slides inside the valid frames instead
+    **NO_SPATIAL,
   )
   out = views_fn(aug, broken_negative=False, interpolation=False)(
     jax.random.key(3), x, np.full(8, n)
@@ -265,15 +269,21 @@ def test_own_positive_window_is_the_baseline_view_at_the_speed():
   x = np.tile(x[None], (8, 1, 1, 1, 1))
   nn = np.full(8, n)
   flags = dict(broken_negative=False, interpolation=False)
-  # At speed 1 the 'own' window is exactly the contrastive baseline's second view.
-  one = aug_config(speeds=(1.0,), positive_window='own')
+  # At speed 1 the 'own' clipped window is exactly the contrastive baseline's second view.
+  one = aug_config(speeds=(1.0,), positive_window='own', speed_fit='clip')
   own = views_fn(one, **flags)(jax.random.key(3), x, nn)
   base = views_fn(aug_config(), speed_positive=False, **flags)(jax.random.key(3), x, nn)
   np.testing.assert_array_equal(own['positive'], base['positive'])
   np.testing.assert_array_equal(own['anchor'], base['anchor'])
   # At other speeds its own centre moves away from the anchor's, and (crops of one length)
   # the rate is the speed times the anchor's.
-  aug = aug_config(crop_ratio=(0.25, 0.25), speeds=(0.5, 2.0), positive_window='own', **NO_SPATIAL)
+  aug = aug_config(
+    crop_ratio=(0.25, 0.25),
+    speeds=(0.5, 2.0),
+    positive_window='own',
+    speed_fit='clip',
+    **NO_SPATIAL,
+  )
   out = views_fn(aug, **flags)(jax.random.key(3), x, nn)
   anchor, positive, speed = map(np.asarray, (out['anchor'], out['positive'], out['speed']))
   mid = lambda v: 0.5 * (v[:, :, T // 2 - 1] + v[:, :, T // 2])
@@ -413,7 +423,11 @@ def test_bad_config_and_n_raise():
     ('speeds', ()),
     ('speeds', (0.0, 1.0)),
     ('speed_range', (2.0, 1.0)),
+    ('speed_range', (1.0, 9.0)),
+    ('speeds', (0.5, 8.5)),
     ('positive_window', 'anchor'),
+    ('speed_fit', 'hold'),
+    ('resample_noise_std', -0.1),
     ('pad_mode', 'wrap'),
     ('negative', 'shuffle'),
     ('negative_source', 'query'),
@@ -446,6 +460,7 @@ def test_aug_params_rejects_each_bad_value_in_one_line(field, value):
     ('negative', augment.NEGATIVES),
     ('negative_source', augment.NEGATIVE_SOURCES),
     ('positive_window', augment.POSITIVE_WINDOWS),
+    ('speed_fit', augment.SPEED_FITS),
     ('interp_drop', augment.INTERP_DROPS),
     ('interp_fill', augment.INTERP_FILLS),
     ('pad_mode', transforms.PAD_MODES),

@@ -113,6 +113,21 @@ def test_unknown_config_arg_is_an_error():
     ('linear.epochs', 0, 'linear.epochs must be positive'),  # only pretrain derives 0
     ('model.name', 'resnet', 'model.name'),
     ('model.size', 'huge', 'model.size'),
+    # Issue #29: speeds in (0, 8], margins and weights >= 0, fractions in [0, 1).
+    ('augment.speeds', (0.5, 9.0), 'augment.speeds must lie in'),
+    ('augment.speeds', (0.0, 2.0), 'augment.speeds must lie in'),
+    ('augment.speed_range', (0.5, 10.0), 'augment.speed_range'),
+    ('augment.speed_range', (0.0, 2.0), 'augment.speed_range'),
+    ('augment.speed_fit', 'hold', 'augment.speed_fit'),
+    ('augment.resample_noise_std', -0.01, 'resample_noise_std'),
+    ('mcc.speed_margin', -0.1, 'speed_margin'),
+    ('mcc.speed_weight', -1.0, 'speed_weight'),
+    ('mcc.speed_head', 'pace', 'speed_head'),
+    ('mcc.speed_form', 'twice', 'speed_form'),
+    ('mcc.speed_classes', 1, 'speed_classes'),
+    ('mcc.negative_start', 1.0, 'negative_start'),
+    ('mcc.negative_start', -0.2, 'negative_start'),
+    ('mcc.negative_loss', 'triplet', 'negative_loss'),
   ],
 )
 def test_validate_rejects_impossible_values(field, value, message):
@@ -120,6 +135,29 @@ def test_validate_rejects_impossible_values(field, value, message):
   section, _, key = field.rpartition('.')
   (c[section] if section else c)[key] = value
   with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize(
+  'fields,message',
+  [
+    ({'mcc.speed_head': 'relative'}, "needs mcc.speed_form='both'"),
+    ({'mcc.speed_form': 'both', 'mcc.speed_positive': False}, 'speed_positive=False'),
+    ({'mcc.speed_head': 'classify', 'mcc.speed_positive': False}, 'speed_positive=False'),
+    ({'mcc.speed_head': 'classify', 'augment.speeds': (2.0,)}, 'more than one relative'),
+    ({'mcc.negative_start': 0.3, 'mcc.broken_negative': False}, 'broken_negative=False'),
+    ({'augment.independent_speeds': True, 'augment.speed_fit': 'clip'}, "speed_fit='fit'"),
+  ],
+)
+def test_a_head_that_needs_a_part_that_is_off_is_an_error(fields, message):
+  c = config_lib.base_config()
+  for field, value in fields.items():
+    section, key = field.split('.')
+    c[section][key] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
+  c.objective = 'contrastive'  # the baseline reads none of the MCC parts
+  if 'augment.independent_speeds' not in fields:
     config_lib.validate(c)
 
 
@@ -173,6 +211,10 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.mcc.nn_k=0'], 'mcc.nn_k'),
     (['--config=configs/demo.py', '--config.mcc.nn_warmup=1.0'], 'mcc.nn_warmup'),
     (['--config=configs/demo.py', '--config.mcc.nn_mode=twins'], 'mcc.nn_mode'),
+    (['--config=configs/demo.py', '--config.augment.speed_range=(0.5,12.0)'], 'speed_range'),
+    (['--config=configs/demo.py', '--config.mcc.speed_margin=-1'], 'mcc.speed_margin'),
+    (['--config=configs/demo.py', '--config.mcc.negative_start=1.5'], 'mcc.negative_start'),
+    (['--config=configs/demo.py', '--config.mcc.speed_head=relative'], "speed_form='both'"),
     (
       [
         '--config=configs/demo.py',

@@ -150,7 +150,8 @@ def test_curves_average_seeds_at_common_steps_and_table_the_last_interval(tmp_pa
 
 def test_default_rows_leave_out_speed_only_and_the_streams_but_accept_them():
   assert 'speed_only' not in study.DEFAULT_ROWS and 'speed_only' in study.ROWS
-  extra = {'speed_only', *study.STREAM_ROWS, *study.ENSEMBLE_ROWS}
+  extra = {'speed_only', *study.STREAM_ROWS, *study.ENSEMBLE_ROWS, *study.FORM_ROWS}
+  assert set(study.SEMI_ROWS) <= set(study.DEFAULT_ROWS)
   assert set(study.DEFAULT_ROWS) | extra == set(study.ROWS)
   assert not extra & set(study.DEFAULT_ROWS)
 
@@ -171,3 +172,39 @@ def test_stream_and_ensemble_rows(tmp_path):
   _fake_run(tmp_path / 'contrastive_2s' / 'seed0', 0, 88.0, stage='ensemble')
   (rec,) = study.summarize(str(tmp_path), ['contrastive_2s'], [0])
   assert rec['protocol'] == 'ensemble' and rec['top1']['mean'] == 88.0
+
+
+def test_form_rows_change_their_part_and_validate(tmp_path):
+  base = config_lib.base_config()
+  ref = study.row_config(base, 'mcc', 0, str(tmp_path)).to_dict()
+  for row in study.FORM_ROWS:
+    c = study.row_config(base, row, 0, str(tmp_path))
+    config_lib.validate(c)
+    assert c.to_dict() != ref, row  # each form row differs from the mcc row
+  assert study.row_config(base, 'speed_clip', 0, '').augment.speed_fit == 'clip'
+  assert study.row_config(base, 'neg_dsm', 0, '').mcc.negative_loss == 'dsm'
+
+
+def test_semi_rows_share_the_subsets_and_table_each_fraction(tmp_path):
+  base = config_lib.base_config()
+  mcc = study.row_config(base, 'mcc_semi', 1, str(tmp_path))
+  assert mcc.stages == ('semi',) and mcc.init_from == str(tmp_path / 'mcc' / 'seed1')
+  con = study.row_config(base, 'contrastive_semi', 1, str(tmp_path))
+  assert con.init_from == str(tmp_path / 'contrastive' / 'seed1')
+  assert study.row_config(base, 'scratch_semi', 1, str(tmp_path)).init_from == 'random'
+  for row, (one, ten) in (('mcc_semi', (30.0, 70.0)), ('scratch_semi', (20.0, 60.0))):
+    for seed in (0, 1):
+      d = tmp_path / row / f'seed{seed}'
+      _fake_run(d, seed, ten + seed, stage='semi')
+      res = json.loads((d / 'results.json').read_text())
+      res['stages']['semi']['fractions'] = {
+        '0.01': {'top1': one + seed},
+        '0.1': {'top1': ten + seed},
+      }
+      (d / 'results.json').write_text(json.dumps(res))
+  records = study.summarize(str(tmp_path), ('mcc_semi', 'scratch_semi'), [0, 1])
+  assert records[0]['protocol'] == 'semi' and records[0]['top1']['mean'] == 70.5
+  assert records[1]['semi_top1']['0.01']['mean'] == 20.5
+  table = study.markdown(records, base)
+  assert '| row | 1% labels | 10% labels |' in table
+  assert '| mcc_semi | 30.5 ± 0.7 | 70.5 ± 0.7 |' in table
