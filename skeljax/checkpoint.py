@@ -29,6 +29,9 @@ _ADDED = {
   ('data', 'stream'): 'joint',
   ('mcc', 'batch_negatives'): False,
   ('mcc', 'queue_negatives'): True,
+  ('augment', 'span_frames'): (4, 8),
+  ('augment', 'span_count'): 2,
+  ('augment', 'span_joint_prob'): 1.0,
 }
 
 

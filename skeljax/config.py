@@ -143,10 +143,18 @@ def base_config() -> ml_collections.ConfigDict:
     negative_source='positive',
     segments=4,  # k segments for segment_shuffle
     local_window=4,  # frames per shuffled block for local_shuffle
-    interp_drop='stride',  # 'stride' (every r-th kept) or 'random'
+    # 'stride' (every r-th frame kept), 'random' (each frame kept with interp_keep_rate)
+    # or 'span': span_count spans of whole frames inside [1, T - 2], within each a random
+    # subset of joints masked (span_joint_prob). Dropping every 2nd frame leaves gaps that
+    # the linear fill already solves (the decoder never beats it, docs/results.md); a span
+    # of 4-8 frames hides motion a straight line cannot restore.
+    interp_drop='stride',
     interp_stride=2,  # r
     interp_keep_rate=0.5,  # kept fraction for 'random'
-    interp_fill='linear',  # dropped frames: 'linear' (neighbours) or 'zero'
+    interp_fill='linear',  # dropped entries: 'linear' (the joint's kept neighbours) or 'zero'
+    span_frames=(4, 8),  # 'span': (lo, hi) frames per span, uniform, hi <= data.frames - 2
+    span_count=2,  # 'span': spans per clip (they may overlap)
+    span_joint_prob=1.0,  # 'span': each joint's chance to be masked in a span (>= 1 joint)
     shear=0.5,  # max shear amplitude
     rotate=(0.3, 0.3, 0.3),  # max rotation (radians) about x, y, z
     scale=(0.9, 1.1),  # uniform scale range

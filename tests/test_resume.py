@@ -132,10 +132,19 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
   from skeljax import checkpoint as ckpt_lib
   from skeljax import config as config_lib
 
+  sections = ['data', 'augment', 'mcc']
   c = config_lib.base_config()
-  old = ckpt_lib.fingerprint(c, ['data', 'mcc'])
+  old = ckpt_lib.fingerprint(c, sections)
   # As a run written before these fields existed saved it.
-  for section, key in (('data', 'stream'), ('mcc', 'batch_negatives'), ('mcc', 'queue_negatives')):
+  added = (
+    ('data', 'stream'),
+    ('mcc', 'batch_negatives'),
+    ('mcc', 'queue_negatives'),
+    ('augment', 'span_frames'),
+    ('augment', 'span_count'),
+    ('augment', 'span_joint_prob'),
+  )
+  for section, key in added:
     old[section].pop(key, None)
   state = {'w': np.arange(3.0)}
   saved = ckpt_lib.StageCheckpoints(str(tmp_path), keep=1, fingerprint_=old)
@@ -143,17 +152,24 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
   saved.close()
 
   now = ckpt_lib.StageCheckpoints(
-    str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(c, ['data', 'mcc'])
+    str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(c, sections)
   )
   restored, step = now.restore(state)
   assert step == 5 and np.array_equal(restored['w'], state['w'])
   now.close()
-  for field, value in (('batch_negatives', True), ('queue_negatives', False)):
+  changes = (
+    ('mcc', 'batch_negatives', True),
+    ('mcc', 'queue_negatives', False),
+    ('augment', 'span_frames', (3, 8)),
+    ('augment', 'span_count', 3),
+    ('augment', 'span_joint_prob', 0.5),
+  )
+  for section, field, value in changes:
     changed = config_lib.base_config()
-    changed.mcc[field] = value
+    changed[section][field] = value
     other = ckpt_lib.StageCheckpoints(
-      str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(changed, ['data', 'mcc'])
+      str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(changed, sections)
     )
-    with pytest.raises(ckpt_lib.CheckpointMismatch, match=f'mcc.{field}'):
+    with pytest.raises(ckpt_lib.CheckpointMismatch, match=f'{section}.{field}'):
       other.restore(state)
     other.close()
