@@ -32,6 +32,8 @@ _ADDED = {
   ('augment', 'span_frames'): (4, 8),
   ('augment', 'span_count'): 2,
   ('augment', 'span_joint_prob'): 1.0,
+  ('mcc', 'decoder_tap'): 'deep',
+  ('mcc', 'interp_target'): 'position',
 }
 
 

@@ -15,6 +15,8 @@ import ml_collections
 
 STAGES = ('pretrain', 'linear', 'knn', 'finetune', 'semi', 'scratch', 'ensemble')
 OBJECTIVES = ('mcc', 'contrastive')
+DECODER_TAPS = ('deep', 'full')  # mcc.decoder_tap
+INTERP_TARGETS = ('position', 'motion')  # mcc.interp_target
 
 
 class ConfigError(ValueError):
@@ -264,6 +266,16 @@ def base_config() -> ml_collections.ConfigDict:
     # frame-dropped anchors, decoded from per-joint features) sees each step; the query
     # pass always sees the clean anchor, as in the baseline.
     interp_fraction=0.25,
+    # The features the interpolation decoder reads. 'deep': the encoder's last block's
+    # per-joint features (T / 4 frames for ST-GCN), upsampled (heads.InterpDecoder);
+    # 'full': those plus ST-GCN's full-frame-rate ones before its first temporal stride,
+    # through a temporal conv (heads.FullResDecoder), so it can correct single frames.
+    decoder_tap='deep',
+    # What the reconstruction is scored on, relative to the linear fill. 'position': the
+    # dropped entries (objectives.interpolation_loss); 'motion': the frame differences
+    # x[t+1] - x[t] that touch a dropped entry (objectives.motion_interpolation_loss,
+    # as MAMP predicts motion), so the offset of a whole span is no error, its shape is.
+    interp_target='position',
     # How the motion-broken clip enters the loss. 'rank': it goes through the query
     # encoder and must be farther from the positive key than the anchor is
     # (objectives.broken_rank_loss, weight negative_weight). 'infonce': its EMA key is a
@@ -445,6 +457,19 @@ def validate(
   _check(m.interp_weight >= 0, f'mcc.interp_weight must be >= 0, got {m.interp_weight}')
   _check(
     0 < m.interp_fraction <= 1, f'mcc.interp_fraction must be in (0, 1], got {m.interp_fraction}'
+  )
+  tap = m.get('decoder_tap', 'deep')
+  _check(tap in DECODER_TAPS, f'mcc.decoder_tap {tap!r} is not one of {", ".join(DECODER_TAPS)}')
+  _check(
+    tap != 'full' or config.model.name in models.FULL_RESOLUTION,
+    f"mcc.decoder_tap='full' reads per-joint features at the full frame rate, which "
+    f'model.name={config.model.name!r} does not expose (only '
+    f"{', '.join(models.FULL_RESOLUTION)}); use decoder_tap='deep'",
+  )
+  target = m.get('interp_target', 'position')
+  _check(
+    target in INTERP_TARGETS,
+    f'mcc.interp_target {target!r} is not one of {", ".join(INTERP_TARGETS)}',
   )
   _check(m.bn_groups >= 1, f'mcc.bn_groups must be >= 1, got {m.bn_groups}')
   _check(

@@ -9,10 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import demo
 from skeljax import objectives, optim, pretrain
+from skeljax.models import WIDTHS, heads
 
 B = 16
 TOTAL = 100
@@ -320,3 +322,45 @@ def test_classify_trains_the_order_head_and_only_then_holds_it():
     state.params['order_head'],
   )
   assert max(jax.tree.leaves(moved)) > 0
+
+
+# ---------------------------------------------------------------- span + full + motion
+
+
+def span_config():
+  """The tiny config with spans, the full-resolution decoder and the motion target."""
+  c = tiny_config()
+  c.augment.interp_drop = 'span'
+  c.mcc.decoder_tap = 'full'
+  c.mcc.interp_target = 'motion'
+  return c
+
+
+def test_span_full_motion_step_is_finite_and_trains_the_decoder():
+  config = span_config()
+  nets = pretrain.make_nets(config)
+  assert isinstance(nets.decoder, heads.FullResDecoder)
+  # Plain SGD at lr 1 (no momentum, no decay): the step's parameter change is -gradient.
+  tx = optax.sgd(1.0)
+  state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r))(jax.random.PRNGKey(0))
+  batch = smooth_batch(seed=11)
+  views, rng = jax.eval_shape(functools.partial(pretrain.step_views, config=config), state, batch)
+  t, v, p = config.data.frames, 25, config.data.persons
+  assert views['interp_mask'].shape == (B, t, v)
+  enc_vars = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
+  encode = functools.partial(pretrain.encode, nets.encoder, groups=1, joints=True)
+  sown = jax.eval_shape(lambda c, r: encode(enc_vars, c, rng=r)[2], views['interp_input'], rng)
+  width = WIDTHS[config.model.size]
+  assert sown['joints_full'][0].shape == (B * p, t, v, width[3])
+  assert sown['joints'][0].shape == (B * p, t // 4, v, width[-1])
+
+  step = functools.partial(pretrain.train_step, nets=nets, config=config, total_steps=TOTAL)
+  new, metrics = jax.jit(step)(state, batch)
+  assert all(np.isfinite(float(m)) for m in metrics.values())
+  assert float(metrics['interp']) == pytest.approx(1.0, abs=1e-5)  # zero residual: the fill
+  grad = jax.tree.map(lambda a, b: b - a, new.params['decoder'], state.params['decoder'])
+  assert float(jnp.abs(grad['out']['kernel']).max()) > 0
+  # Scored on motion: a constant offset of the output costs nothing, so its bias gets
+  # no gradient (the position target would pull it).
+  bias, kernel = (float(jnp.abs(grad['out'][k]).max()) for k in ('bias', 'kernel'))
+  assert bias < 1e-3 * kernel

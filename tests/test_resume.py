@@ -143,6 +143,8 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
     ('augment', 'span_frames'),
     ('augment', 'span_count'),
     ('augment', 'span_joint_prob'),
+    ('mcc', 'decoder_tap'),
+    ('mcc', 'interp_target'),
   )
   for section, key in added:
     old[section].pop(key, None)
@@ -163,6 +165,8 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
     ('augment', 'span_frames', (3, 8)),
     ('augment', 'span_count', 3),
     ('augment', 'span_joint_prob', 0.5),
+    ('mcc', 'decoder_tap', 'full'),
+    ('mcc', 'interp_target', 'motion'),
   )
   for section, field, value in changes:
     changed = config_lib.base_config()
