@@ -366,7 +366,7 @@ def test_span_full_motion_step_is_finite_and_trains_the_decoder():
   assert bias < 1e-3 * kernel
 
 
-@pytest.mark.slow  # ~25 s on 2 busy cores, most of it compiling
+@pytest.mark.slow  # ~50 s nice'd on 2 cores busy with a training job
 def test_full_decoder_learns_to_beat_the_linear_fill_on_smooth_motion():
   # Continuity the fill cannot solve: 4-8 frame spans of sinusoids. The decoder and a
   # small ST-GCN, fitted together on one batch (fresh spans each step), must predict the
