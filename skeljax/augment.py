@@ -3,7 +3,7 @@
 `make_views` builds every view a pretraining step trains on from one key, out of the
 reusable transforms in skeljax.transforms (resampling, crops, spatial augmentation,
 normalisation); this module adds what is MCC's own: the motion-broken frame orders, the
-frame-dropped interpolation input, and `AugParams`, the one place where `config.augment`
+frame- or span-dropped interpolation input, and `AugParams`, the one place where `config.augment`
 is read and checked.
 
 Shapes. A batch is `x: [B, M, T, V, C]` (persons, frames, joints, channels) with
@@ -33,7 +33,7 @@ NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_twin', 'anchor_shared')
 POSITIVE_WINDOWS = ('centred', 'own')
 SPEED_FITS = ('fit', 'clip')
 MAX_SPEED = 8.0  # a speed beyond 8x leaves too few source frames per output frame
-INTERP_DROPS = ('stride', 'random')
+INTERP_DROPS = ('stride', 'random', 'span')
 INTERP_FILLS = ('linear', 'zero')
 VIEWS = ('anchor', 'positive')  # augment.extreme_views: the views given the extreme set
 
@@ -69,6 +69,9 @@ class AugParams:
   interp_stride: int
   interp_keep_rate: float
   interp_fill: str
+  span_frames: tuple[int, ...]
+  span_count: int
+  span_joint_prob: float
   shear: float
   rotate: tuple[float, ...]
   scale: tuple[float, ...]
@@ -110,6 +113,10 @@ class AugParams:
       interp_stride=int(aug.interp_stride),
       interp_keep_rate=float(aug.interp_keep_rate),
       interp_fill=str(aug.interp_fill),
+      # .get: configs (and exported encoders' metadata) saved before the span fields.
+      span_frames=tuple(aug.get('span_frames', (4, 8))),  # whole frames: checked, not cast
+      span_count=int(aug.get('span_count', 2)),
+      span_joint_prob=float(aug.get('span_joint_prob', 1.0)),
       shear=float(aug.shear),
       rotate=rotate,
       scale=tuple(float(s) for s in aug.scale),
@@ -173,6 +180,9 @@ class AugParams:
       f'augment.interp_keep_rate must be in (0, 1), got {self.interp_keep_rate}',
     )
     _one_of('interp_fill', self.interp_fill, INTERP_FILLS)
+    # The span lengths must fit the clip only when spans are drawn (inert otherwise).
+    fit = frames if self.interp_drop == 'span' else None
+    check_spans(self.span_frames, self.span_count, self.span_joint_prob, fit, 'data.frames')
     need(self.shear >= 0, f'augment.shear must be >= 0, got {self.shear}')
     need(len(self.rotate) == 3, f'augment.rotate needs 3 angles (x, y, z), got {self.rotate}')
     need(
@@ -268,33 +278,114 @@ def broken_order(key, t: int, method: str, segments: int = 4, local_window: int 
 # ---------------------------------------------------------------- interpolation (continuity)
 
 
-def interpolation_input(
-  key, clip, *, drop: str = 'stride', stride: int = 2, keep_rate: float = 0.5, fill='linear'
-):
-  """Drops frames of `clip` [M, T, V, C]; returns (sparse input, dropped mask [T] float32).
+def check_spans(span_frames, count: int, joint_prob: float, frames=None, where='frames') -> None:
+  """Raises ValueError (one line) for span settings that cannot be drawn.
 
-  'stride' keeps frames 0, r, 2r, ...; 'random' keeps each with prob keep_rate.
-  The first and last frames are always kept. Dropped frames are filled by linear
-  interpolation of the nearest kept frames on either side ('linear') or zeros
-  ('zero'); kept frames are returned unchanged. The target is `clip` itself.
+  A span lies inside [1, T - 2] (the fill needs a kept frame on either side), so its
+  longest length is T - 2; `frames` (T, named `where` in the message) checks that.
+  """
+  sf = tuple(span_frames)
+  need(
+    len(sf) == 2 and all(isinstance(f, int | np.integer) for f in sf) and 1 <= sf[0] <= sf[1],
+    f'augment.span_frames must be (lo, hi) whole frames with 1 <= lo <= hi, got {sf}',
+  )
+  need(
+    isinstance(count, int | np.integer) and count >= 1,
+    f'augment.span_count must be a whole number >= 1, got {count}',
+  )
+  need(0 < joint_prob <= 1, f'augment.span_joint_prob must be in (0, 1], got {joint_prob}')
+  if frames is not None:
+    need(
+      sf[1] <= frames - 2,
+      f'augment.span_frames={sf}: a span of {sf[1]} frames does not fit {where}={frames} '
+      f'(spans lie inside frames 1..T-2, so at most {frames - 2} frames)',
+    )
+
+
+def span_mask(key, t: int, v: int, *, span_frames=(4, 8), count: int = 2, joint_prob=1.0):
+  """[T, V] bool, True at the (frame, joint) entries of `count` masked spans.
+
+  Each span has a length drawn uniformly from span_frames = (lo, hi) (inclusive) and a
+  uniform start such that it lies inside frames [1, T - 2]: frames 0 and T - 1 stay kept,
+  so every masked entry has a kept frame on either side to fill from. Within each span,
+  each joint is masked with probability `joint_prob` (at least one joint per span); the
+  other joints keep their true values. Spans may overlap.
+  """
+  check_spans(span_frames, count, joint_prob, t, 'T')
+  lo, hi = span_frames
+  frame = jnp.arange(t)
+  mask = jnp.zeros((t, v), bool)
+  for k in jax.random.split(key, count):
+    k_len, k_start, k_joints, k_one = jax.random.split(k, 4)
+    length = jax.random.randint(k_len, (), lo, hi + 1)
+    start = jax.random.randint(k_start, (), 1, t - length)  # last frame <= T - 2
+    frames = (frame >= start) & (frame < start + length)
+    joints = jax.random.bernoulli(k_joints, joint_prob, (v,))
+    # No joint drawn: one chosen uniformly instead, so every span masks something.
+    one = jnp.arange(v) == jax.random.randint(k_one, (), 0, v)
+    joints = jnp.where(joints.any(), joints, one)
+    mask = mask | (frames[:, None] & joints[None, :])
+  return mask
+
+
+def linear_fill(clip, kept):
+  """Fills the entries of `clip` [M, T, V, C] where `kept` [T, V] is False, per joint.
+
+  Each dropped (frame, joint) entry becomes the linear interpolation, in time, of that
+  joint's nearest kept frames before and after it (frames 0 and T - 1 must be kept);
+  kept entries are returned unchanged. Exact on motion linear in time.
   """
   t = clip.shape[1]
+  frame = jnp.arange(t)[:, None]
+  prev = jax.lax.cummax(jnp.where(kept, frame, 0), axis=0)  # [T, V]
+  nxt = jax.lax.cummin(jnp.where(kept, frame, t - 1), axis=0, reverse=True)
+  w = ((frame - prev) / jnp.maximum(nxt - prev, 1)).astype(clip.dtype)
+  x0 = jnp.take_along_axis(clip, prev[None, :, :, None], axis=1)
+  x1 = jnp.take_along_axis(clip, nxt[None, :, :, None], axis=1)
+  return x0 + w[None, :, :, None] * (x1 - x0)
+
+
+def interpolation_input(
+  key,
+  clip,
+  *,
+  drop: str = 'stride',
+  stride: int = 2,
+  keep_rate: float = 0.5,
+  fill='linear',
+  span_frames=(4, 8),
+  span_count: int = 2,
+  span_joint_prob: float = 1.0,
+):
+  """Drops frames (or spans of joints) of `clip` [M, T, V, C]; returns (sparse input, mask).
+
+  'stride' keeps frames 0, r, 2r, ...; 'random' keeps each with prob keep_rate; both drop
+  whole frames and return the dropped mask [T] float32. 'span' masks span_count spans of
+  span_frames = (lo, hi) frames, within each a random subset of joints (each with
+  probability span_joint_prob; `span_mask`), and returns the mask [T, V] float32.
+  The first and last frames are always kept. Dropped entries are filled by linear
+  interpolation of the same joint's nearest kept frames on either side ('linear') or
+  zeros ('zero'); kept entries are returned unchanged. The target is `clip` itself.
+  """
+  t, v = clip.shape[1], clip.shape[2]
   frame = jnp.arange(t)
   if drop == 'stride':
     kept = frame % stride == 0
   elif drop == 'random':
     kept = jax.random.bernoulli(key, keep_rate, (t,))
+  elif drop == 'span':
+    kept = ~span_mask(
+      key, t, v, span_frames=span_frames, count=span_count, joint_prob=span_joint_prob
+    )
   else:
-    raise ValueError(f'unknown interp_drop {drop!r}; use {" or ".join(INTERP_DROPS)}')
-  kept = kept | (frame == 0) | (frame == t - 1)
+    raise ValueError(f'unknown interp_drop {drop!r}; use {", ".join(INTERP_DROPS)}')
+  ends = (frame == 0) | (frame == t - 1)
+  kept = kept | (ends if kept.ndim == 1 else ends[:, None])
+  kept_tv = jnp.broadcast_to(kept[:, None], (t, v)) if kept.ndim == 1 else kept
   if fill == 'linear':
-    prev = jax.lax.cummax(jnp.where(kept, frame, 0))
-    nxt = jax.lax.cummin(jnp.where(kept, frame, t - 1), reverse=True)
-    w = (frame - prev) / jnp.maximum(nxt - prev, 1)
-    x0 = jnp.take(clip, prev, axis=1)
-    sparse = x0 + w.astype(clip.dtype)[None, :, None, None] * (jnp.take(clip, nxt, axis=1) - x0)
+    sparse = linear_fill(clip, kept_tv)
   elif fill == 'zero':
-    sparse = jnp.where(kept[None, :, None, None], clip, 0)
+    sparse = jnp.where(kept_tv[None, :, :, None], clip, 0)
   else:
     raise ValueError(f'unknown interp_fill {fill!r}; use {" or ".join(INTERP_FILLS)}')
   return sparse, (~kept).astype(jnp.float32)
@@ -440,6 +531,9 @@ def _sample_views(
       stride=p.interp_stride,
       keep_rate=p.interp_keep_rate,
       fill=p.interp_fill,
+      span_frames=p.span_frames,
+      span_count=p.span_count,
+      span_joint_prob=p.span_joint_prob,
     )
     out.update(interp_input=sparse, interp_target=anchor, interp_mask=dropped)
   return out
@@ -489,8 +583,9 @@ def make_views(
       positive's window ('positive') or the anchor's ('anchor'), resampled, permuted,
       then normalised and augmented with its own draw; or the anchor's augmented clip
       permuted ('anchor_shared').
-    'interp_input', 'interp_target' [B, M, T, V, C], 'interp_mask' [B, T]
-      (interpolation): sparse anchor, the anchor, 1.0 at dropped frames.
+    'interp_input', 'interp_target' [B, M, T, V, C], 'interp_mask' [B, T] or, for
+      interp_drop='span', [B, T, V] (interpolation): sparse anchor, the anchor, 1.0 at
+      dropped frames (or (frame, joint) entries).
   """
   p, layout = AugParams.from_config(aug), transforms.as_layout(layout)
   _check_batch(x, n, layout, frames, 'make_views')

@@ -38,6 +38,11 @@ _ADDED = {
   ('mcc', 'speed_margin'): 0.2,
   ('mcc', 'speed_classes'): 4,
   ('mcc', 'negative_start'): 0.0,
+  ('augment', 'span_frames'): (4, 8),
+  ('augment', 'span_count'): 2,
+  ('augment', 'span_joint_prob'): 1.0,
+  ('mcc', 'decoder_tap'): 'deep',
+  ('mcc', 'interp_target'): 'position',
 }
 
 # Fields only the speed clip reads: the contrastive baseline has none, so they never

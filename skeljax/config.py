@@ -18,6 +18,8 @@ OBJECTIVES = ('mcc', 'contrastive')
 NEGATIVE_LOSSES = ('rank', 'classify', 'infonce', 'dsm')
 SPEED_FORMS = ('positive', 'both')
 SPEED_HEADS = ('off', 'relative', 'classify')
+DECODER_TAPS = ('deep', 'full')  # mcc.decoder_tap
+INTERP_TARGETS = ('position', 'motion')  # mcc.interp_target
 
 
 class ConfigError(ValueError):
@@ -161,10 +163,18 @@ def base_config() -> ml_collections.ConfigDict:
     negative_source='positive',
     segments=4,  # k segments for segment_shuffle
     local_window=4,  # frames per shuffled block for local_shuffle
-    interp_drop='stride',  # 'stride' (every r-th kept) or 'random'
+    # 'stride' (every r-th frame kept), 'random' (each frame kept with interp_keep_rate)
+    # or 'span': span_count spans of whole frames inside [1, T - 2], within each a random
+    # subset of joints masked (span_joint_prob). Dropping every 2nd frame leaves gaps that
+    # the linear fill already solves (the decoder never beats it, docs/results.md); a span
+    # of 4-8 frames hides motion a straight line cannot restore.
+    interp_drop='stride',
     interp_stride=2,  # r
     interp_keep_rate=0.5,  # kept fraction for 'random'
-    interp_fill='linear',  # dropped frames: 'linear' (neighbours) or 'zero'
+    interp_fill='linear',  # dropped entries: 'linear' (the joint's kept neighbours) or 'zero'
+    span_frames=(4, 8),  # 'span': (lo, hi) frames per span, uniform, hi <= data.frames - 2
+    span_count=2,  # 'span': spans per clip (they may overlap)
+    span_joint_prob=1.0,  # 'span': each joint's chance to be masked in a span (>= 1 joint)
     shear=0.5,  # max shear amplitude
     rotate=(0.3, 0.3, 0.3),  # max rotation (radians) about x, y, z
     scale=(0.9, 1.1),  # uniform scale range
@@ -274,6 +284,16 @@ def base_config() -> ml_collections.ConfigDict:
     # frame-dropped anchors, decoded from per-joint features) sees each step; the query
     # pass always sees the clean anchor, as in the baseline.
     interp_fraction=0.25,
+    # The features the interpolation decoder reads. 'deep': the encoder's last block's
+    # per-joint features (T / 4 frames for ST-GCN), upsampled (heads.InterpDecoder);
+    # 'full': those plus ST-GCN's full-frame-rate ones before its first temporal stride,
+    # through a temporal conv (heads.FullResDecoder), so it can correct single frames.
+    decoder_tap='deep',
+    # What the reconstruction is scored on, relative to the linear fill. 'position': the
+    # dropped entries (objectives.interpolation_loss); 'motion': the frame differences
+    # x[t+1] - x[t] that touch a dropped entry (objectives.motion_interpolation_loss,
+    # as MAMP predicts motion), so the offset of a whole span is no error, its shape is.
+    interp_target='position',
     # How the motion-broken clip enters the loss. 'rank': it goes through the query
     # encoder and must be farther from the positive key than the anchor is
     # (objectives.broken_rank_loss, weight negative_weight). 'infonce': its EMA key is a
@@ -480,6 +500,19 @@ def validate(
   _check(m.interp_weight >= 0, f'mcc.interp_weight must be >= 0, got {m.interp_weight}')
   _check(
     0 < m.interp_fraction <= 1, f'mcc.interp_fraction must be in (0, 1], got {m.interp_fraction}'
+  )
+  tap = m.get('decoder_tap', 'deep')
+  _check(tap in DECODER_TAPS, f'mcc.decoder_tap {tap!r} is not one of {", ".join(DECODER_TAPS)}')
+  _check(
+    tap != 'full' or config.model.name in models.FULL_RESOLUTION,
+    f"mcc.decoder_tap='full' reads per-joint features at the full frame rate, which "
+    f'model.name={config.model.name!r} does not expose (only '
+    f"{', '.join(models.FULL_RESOLUTION)}); use decoder_tap='deep'",
+  )
+  target = m.get('interp_target', 'position')
+  _check(
+    target in INTERP_TARGETS,
+    f'mcc.interp_target {target!r} is not one of {", ".join(INTERP_TARGETS)}',
   )
   _check(m.bn_groups >= 1, f'mcc.bn_groups must be >= 1, got {m.bn_groups}')
   _check(

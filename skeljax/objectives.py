@@ -1,5 +1,6 @@
 """Losses as pure functions of arrays: InfoNCE with a queue and hard negatives,
-masked interpolation MSE, the queue update, and supervised cross-entropy.
+masked interpolation MSE (of positions or of motion), the queue update, and supervised
+cross-entropy.
 
 Shapes: B batch, D feature, K queue length, M persons, T frames, V joints, C channels.
 """
@@ -221,14 +222,37 @@ def order_loss(natural: jax.Array, broken: jax.Array) -> tuple[jax.Array, dict]:
   return loss, {'neg_win': jnp.mean(broken > 0)}
 
 
+def _dropped_weight(target: jax.Array, dropped: jax.Array) -> jax.Array:
+  """[B, M, T, V] weights: 1 at dropped (frame, joint) entries of present persons.
+
+  dropped: [B, T] (whole frames) or [B, T, V]; a person whose target is all zeros is
+  absent and gets weight 0.
+  """
+  present = jnp.any(target != 0, axis=(2, 3, 4)).astype(target.dtype)  # [B, M]
+  d = dropped.astype(target.dtype)
+  d = d[:, :, None] if d.ndim == 2 else d  # [B, T, 1 or V]
+  return present[:, :, None, None] * d[:, None]
+
+
+def _fill_error(masked_mse, reference, target_scale: jax.Array) -> jax.Array:
+  """masked_mse(reference), the divisor of a relative loss: floored, without gradient.
+
+  Floored at 1e-4 of `target_scale` (the target's mean square): on nearly linear motion
+  the fill is almost exact, and dividing by its error alone would blow the loss up.
+  """
+  floor = 1e-4 * target_scale + 1e-12
+  return jax.lax.stop_gradient(jnp.maximum(masked_mse(reference), floor))
+
+
 def interpolation_loss(
   pred: jax.Array, target: jax.Array, dropped: jax.Array, reference: jax.Array | None = None
 ) -> jax.Array:
-  """MSE on the dropped frames of present persons only.
+  """MSE on the dropped frames (or (frame, joint) entries) of present persons only.
 
   Args:
     pred, target: [B, M, T, V, C].
-    dropped: [B, T], 1 where a frame was dropped and must be reconstructed.
+    dropped: [B, T] (whole frames) or [B, T, V] (per joint, augment interp_drop='span'),
+      1 where an entry was dropped and must be reconstructed.
     reference: optional [B, M, T, V, C], the decoder's starting point (the linearly
       filled input). The loss is then divided by the same masked MSE of the reference
       (no gradient; floored at 1e-4 of the target's mean square), so 1.0 means no better
@@ -236,20 +260,53 @@ def interpolation_loss(
 
   Absent persons (all-zero target) are not scored, so they cannot dilute the loss.
   """
+  weight = _dropped_weight(target, dropped)
 
   def masked_mse(a):
-    present = jnp.any(target != 0, axis=(2, 3, 4)).astype(a.dtype)  # [B, M]
-    per_frame = jnp.mean(jnp.square(a - target), axis=(3, 4))  # [B, M, T]
-    weight = present[:, :, None] * dropped[:, None, :].astype(a.dtype)
-    return jnp.sum(per_frame * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    per_entry = jnp.mean(jnp.square(a - target), axis=-1)  # [B, M, T, V]
+    w = jnp.broadcast_to(weight, per_entry.shape)
+    return jnp.sum(per_entry * w) / jnp.maximum(jnp.sum(w), 1.0)
 
   loss = masked_mse(pred)
   if reference is None:
     return loss
-  # Floored at 1e-4 of the target's mean square: on nearly linear motion the fill is
-  # almost exact, and dividing by its error alone would blow the loss up.
-  floor = 1e-4 * jnp.mean(jnp.square(target)) + 1e-12
-  return loss / jax.lax.stop_gradient(jnp.maximum(masked_mse(reference), floor))
+  return loss / _fill_error(masked_mse, reference, jnp.mean(jnp.square(target)))
+
+
+def motion_interpolation_loss(
+  pred: jax.Array, target: jax.Array, dropped: jax.Array, reference: jax.Array | None = None
+) -> jax.Array:
+  """MSE of the frame differences x[t+1] - x[t] that touch a dropped entry (MAMP-style).
+
+  The reconstruction is scored on its motion, not its positions: difference t of joint v
+  counts when frame t or t + 1 of that joint was dropped, against the target's same
+  difference, so a constant offset of a whole masked span costs nothing but a wrong
+  trajectory inside it does.
+
+  Args:
+    pred, target: [B, M, T, V, C].
+    dropped: [B, T] (whole frames) or [B, T, V], 1 at dropped entries.
+    reference: optional [B, M, T, V, C], the linearly filled input. The loss is then
+      divided by the same masked MSE of the reference's differences (no gradient;
+      floored at 1e-4 of the mean square of the target's differences), so 1.0 means no
+      better than the fill.
+
+  Returns the scalar loss. Absent persons (all-zero target) are not scored.
+  """
+  weight = _dropped_weight(target, dropped)  # [B, M, T, 1 or V]
+  touched = jnp.maximum(weight[:, :, 1:], weight[:, :, :-1])  # [B, M, T-1, 1 or V]
+  diff = lambda a: a[:, :, 1:] - a[:, :, :-1]  # [B, M, T-1, V, C]
+  motion = diff(target)
+
+  def masked_mse(a):
+    per_entry = jnp.mean(jnp.square(diff(a) - motion), axis=-1)  # [B, M, T-1, V]
+    w = jnp.broadcast_to(touched, per_entry.shape)
+    return jnp.sum(per_entry * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+  loss = masked_mse(pred)
+  if reference is None:
+    return loss
+  return loss / _fill_error(masked_mse, reference, jnp.mean(jnp.square(motion)))
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array, ids=None, queue_ids=None) -> tuple:

@@ -5,7 +5,13 @@
   keys    = key_projector(key_encoder(positive | negative))   EMA weights, no grad
   L       = InfoNCE(query; positive vs queue minus own keys)
             + w * rank(query encoder(broken clip) below the anchor, against the positive key)
-            + lambda * interp(decoder(encoder(frame-dropped anchor)), dropped frames)
+            + lambda * interp(fill + decoder(encoder(frame-dropped anchor)), dropped entries)
+  interp  = masked MSE at the dropped entries ('position'), or of the frame differences
+            x[t+1] - x[t] touching them ('motion', mcc.interp_target), divided by the same
+            error of the linear fill (1.0 = no better than the fill); entries are whole
+            frames (augment.interp_drop 'stride' / 'random') or (frame, joint) spans
+            ('span'); the decoder reads the last block's per-joint features ('deep') or
+            also the full-frame-rate ones (mcc.decoder_tap='full')
   (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead;
    'dsm' its query, with gradient (DSM); 'classify' trains a small head on the query
    encoder's features to tell the anchor from the broken clip. mcc.negative_start delays
@@ -68,7 +74,7 @@ def make_nets(config) -> Nets:
       out=config.mcc.feature_dim,
       dtype=models.compute_dtype(config.model),
     ),
-    decoder=heads.InterpDecoder(
+    decoder=(heads.FullResDecoder if decoder_tap(config) == 'full' else heads.InterpDecoder)(
       frames=frames,
       persons=config.data.persons,
       num_joints=layout.num_joints,
@@ -87,6 +93,11 @@ def make_nets(config) -> Nets:
       dtype=models.compute_dtype(config.model),
     ),
   )
+
+
+def decoder_tap(config) -> str:
+  """`mcc.decoder_tap`; 'deep' for configs saved before the field existed."""
+  return config.mcc.get('decoder_tap', 'deep')
 
 
 def classifies_order(config) -> bool:
@@ -192,11 +203,34 @@ def sample_input(config, batch: int = 2):
   return jnp.zeros(shape, jnp.float32), jnp.full((batch,), config.data.frames, jnp.int32)
 
 
-def _joint_features(encoder, variables, x, n):
-  """The encoder's per-joint features where it exposes them, else its temporal ones."""
+def decoder_inputs(sown: dict, temporal, tap: str) -> tuple:
+  """The interpolation decoder's arguments from one encoder pass.
+
+  Args:
+    sown: the encoder's sown per-joint features ('intermediates', each a 1-tuple):
+      'joints' [N*M, T', V, D'] and, for ST-GCN, 'joints_full' [N*M, T, V, D0].
+    temporal: the encoder's temporal output [N, T', D'] (for encoders without 'joints').
+    tap: mcc.decoder_tap.
+  Returns:
+    'deep': (joints,), or (temporal,) for an encoder without per-joint features (GRU);
+    'full': (joints, joints_full), a ValueError (one line) for an encoder without both.
+  """
+  joints = sown.get('joints')
+  deep = joints[0] if joints else temporal
+  if tap == 'deep':
+    return (deep,)
+  full = sown.get('joints_full')
+  if not joints or not full:
+    raise ValueError(
+      "mcc.decoder_tap='full' needs an encoder that sows 'joints' and 'joints_full' "
+      f'({", ".join(models.FULL_RESOLUTION)}); this one sows {sorted(sown) or "none"}'
+    )
+  return deep, full[0]
+
+
+def _decoder_init_inputs(encoder, variables, x, n, tap: str) -> tuple:
   (_, temporal), inter = encoder.apply(variables, x, n, train=False, mutable=['intermediates'])
-  joints = inter.get('intermediates', {}).get('joints')
-  return joints[0] if joints else temporal
+  return decoder_inputs(inter.get('intermediates', {}), temporal, tap)
 
 
 def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> PretrainState:
@@ -209,7 +243,9 @@ def init_state(nets: Nets, config, tx: optax.GradientTransformation, rng) -> Pre
   params = {
     'encoder': enc_vars['params'],
     'projector': nets.projector.init(rng_proj, pooled)['params'],
-    'decoder': nets.decoder.init(rng_dec, _joint_features(nets.encoder, enc_vars, x, n))['params'],
+    'decoder': nets.decoder.init(
+      rng_dec, *_decoder_init_inputs(nets.encoder, enc_vars, x, n, decoder_tap(config))
+    )['params'],
   }
   if classifies_order(config):  # its own key: the other parts' init does not move
     params['order_head'] = nets.order_head.init(jax.random.fold_in(rng, 7), pooled)['params']
@@ -245,12 +281,14 @@ def encode(
   Args:
     variables: {'params', 'batch_stats'} of the encoder.
     clips: [N, M, T, V, C] (N % groups == 0), consecutive rows forming a group.
-    joints: also return the per-joint features (None for encoders without them).
+    joints: also return the per-joint features the encoder sows (decoder_inputs).
     stats_groups: > 0: only the first that many groups update the running statistics
       (the clean anchors, not the broken clips that follow them in the same pass).
   Returns:
-    (pooled [N, D], temporal [N, T', D'], joints [N*M, T', V, D'] or None, batch_stats),
-    the new running statistics being the mean of the (first stats_groups) groups' updates.
+    (pooled [N, D], temporal [N, T', D'], sown, batch_stats), the new running statistics
+    being the mean of the (first stats_groups) groups' updates; sown is None, or with
+    `joints` the dict of sown per-joint features ({'joints': ([N*M, T', V, D'],), and
+    for ST-GCN 'joints_full': ([N*M, T, V, D0],)}; {} for encoders without them).
   """
   mutable = ['batch_stats', 'intermediates'] if joints else ['batch_stats']
 
@@ -258,8 +296,8 @@ def encode(
     (pooled, temporal), upd = encoder.apply(
       variables, x, models.full_lengths(x), train=True, mutable=mutable, rngs={'dropout': rng_drop}
     )
-    j = upd.get('intermediates', {}).get('joints') if joints else None
-    return pooled, temporal, (j[0] if j else None), upd.get('batch_stats', {})
+    sown = upd.get('intermediates', {}) if joints else None
+    return pooled, temporal, sown, upd.get('batch_stats', {})
 
   if groups == 1:
     return one(clips, rng)
@@ -267,7 +305,7 @@ def encode(
   xs = clips.reshape((groups, n // groups) + clips.shape[1:])
   pooled, temporal, j, bs = jax.vmap(one)(xs, jax.random.split(rng, groups))
   flat = lambda y: y.reshape((-1,) + y.shape[2:])
-  j = None if j is None else flat(j)
+  j = None if j is None else jax.tree.map(flat, j)
   kept = stats_groups if stats_groups > 0 else groups
   return flat(pooled), flat(temporal), j, jax.tree.map(lambda s: jnp.mean(s[:kept], axis=0), bs)
 
@@ -468,14 +506,17 @@ def step_loss(
     # runs on this batch, but its statistics are not kept (the clean pass's are).
     bi = int(round(b * m.interp_fraction))
     sparse = views['interp_input'][:bi]
-    _, temporal, joints, _ = encode(
+    _, temporal, sown, _ = encode(
       nets.encoder, enc_vars, sparse, groups=1, rng=rng_drop_i, joints=True
     )
-    feats = temporal if joints is None else joints
-    recon = sparse + nets.decoder.apply({'params': params['decoder']}, feats)
-    interp = objectives.interpolation_loss(
-      recon, views['interp_target'][:bi], views['interp_mask'][:bi], reference=sparse
+    feats = decoder_inputs(sown, temporal, decoder_tap(config))
+    recon = sparse + nets.decoder.apply({'params': params['decoder']}, *feats)
+    score = (
+      objectives.motion_interpolation_loss
+      if m.get('interp_target', 'position') == 'motion'
+      else objectives.interpolation_loss
     )
+    interp = score(recon, views['interp_target'][:bi], views['interp_mask'][:bi], reference=sparse)
     loss = loss + m.interp_weight * interp
     metrics['interp'] = interp
   metrics['loss'] = loss

@@ -117,6 +117,82 @@ def test_interpolation_zero_fill_and_bad_mode():
     augment.interpolation_input(None, clip, fill='cubic')
 
 
+def test_span_mask_has_drawn_lengths_inside_the_ends_and_whole_joint_sets():
+  t, v, lo, hi = 16, 6, 3, 7
+  keys = jax.random.split(jax.random.key(0), 400)
+  draw = jax.vmap(lambda k: augment.span_mask(k, t, v, span_frames=(lo, hi), count=1))
+  masks = np.asarray(draw(keys))  # [400, T, V]
+  assert masks.shape == (400, t, v) and masks.dtype == bool
+  frames = masks.any(axis=2)
+  assert not frames[:, 0].any() and not frames[:, -1].any()  # the fill needs kept ends
+  lengths = frames.sum(axis=1)
+  starts = frames.argmax(axis=1)
+  # One contiguous run of frames, every joint masked on it (span_joint_prob = 1).
+  np.testing.assert_array_equal(np.diff(frames.astype(int), axis=1).clip(0).sum(1), 1)
+  np.testing.assert_array_equal(masks, np.repeat(frames[:, :, None], v, axis=2))
+  assert set(lengths.tolist()) == set(range(lo, hi + 1))  # every length in (lo, hi) drawn
+  assert starts.min() == 1 and (starts + lengths).max() == t - 1  # reaches both ends
+
+  # A joint subset per span, the same on every frame of it, never empty.
+  draw = jax.vmap(
+    lambda k: augment.span_mask(k, t, v, span_frames=(lo, hi), count=1, joint_prob=0.3)
+  )
+  masks = np.asarray(draw(keys))
+  frames = masks.any(axis=2)
+  joints = masks.any(axis=1)  # [400, V]
+  np.testing.assert_array_equal(masks, frames[:, :, None] & joints[:, None, :])
+  assert (joints.sum(axis=1) >= 1).all() and not joints.all(axis=1).all()
+  assert 0.25 < joints.mean() < 0.45  # ~0.3, plus the forced joint of an empty draw
+
+  two = np.asarray(
+    jax.vmap(lambda k: augment.span_mask(k, t, v, span_frames=(lo, hi), count=2))(keys)
+  )
+  covered = two.any(axis=2).sum(axis=1)
+  assert covered.max() > hi and covered.min() >= lo and not two[:, [0, -1]].any()
+
+
+def test_span_fill_is_per_joint_linear_and_keeps_the_kept_entries():
+  # Motion linear in time is restored exactly, whatever joints the spans hide.
+  clip, _, _ = linear_clip(5, 2, 20, 7, 3)
+  kw = dict(drop='span', span_frames=(2, 9), span_count=3, span_joint_prob=0.5)
+  for seed in range(3):
+    sparse, dropped = augment.interpolation_input(jax.random.key(seed), clip, **kw)
+    dropped = np.asarray(dropped)
+    assert dropped.shape == (20, 7) and dropped.any() and not dropped.all(axis=1).any()
+    np.testing.assert_allclose(sparse, clip, atol=1e-5)
+  # On curved motion each hidden entry is np.interp over that joint's own kept frames.
+  rng = np.random.default_rng(1)
+  curved = rng.normal(size=(2, 20, 7, 3)).astype(np.float32)
+  sparse, dropped = augment.interpolation_input(jax.random.key(4), curved, **kw)
+  sparse, kept = np.asarray(sparse), np.asarray(dropped) == 0
+  frame = np.arange(20)
+  for j in range(7):
+    want = np.stack(
+      [
+        [np.interp(frame, frame[kept[:, j]], curved[m, kept[:, j], j, c]) for c in range(3)]
+        for m in range(2)
+      ]
+    ).transpose(0, 2, 1)
+    np.testing.assert_allclose(sparse[:, :, j], want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(
+    sparse.transpose(1, 2, 0, 3)[kept], curved.transpose(1, 2, 0, 3)[kept]
+  )
+  zero, _ = augment.interpolation_input(jax.random.key(4), curved, fill='zero', **kw)
+  np.testing.assert_array_equal(np.asarray(zero), np.where(kept[None, :, :, None], curved, 0))
+
+
+def test_span_views_mask_per_frame_and_joint():
+  x, n = smooth_batch()
+  out = views_fn(aug_config(interp_drop='span', span_joint_prob=0.5))(jax.random.key(2), x, n)
+  mask = np.asarray(out['interp_mask'])
+  assert mask.shape == (x.shape[0], T, x.shape[3])
+  assert not mask[:, [0, -1]].any() and mask.any()
+  kept = mask == 0  # [B, T, V]
+  sparse = np.asarray(out['interp_input']).transpose(0, 2, 3, 1, 4)  # [B, T, V, M, C]
+  anchor = np.asarray(out['anchor']).transpose(0, 2, 3, 1, 4)
+  np.testing.assert_array_equal(sparse[kept], anchor[kept])
+
+
 # ---------------------------------------------------------------- spatial
 
 
@@ -437,6 +513,13 @@ def test_bad_config_and_n_raise():
     ('interp_stride', 1),
     ('interp_keep_rate', 1.0),
     ('interp_fill', 'cubic'),
+    ('span_frames', (0, 4)),
+    ('span_frames', (6, 4)),
+    ('span_frames', (4,)),
+    ('span_frames', (4.5, 8)),
+    ('span_count', 0),
+    ('span_joint_prob', 0.0),
+    ('span_joint_prob', 1.5),
     ('shear', -0.1),
     ('rotate', (0.1, 0.2)),
     ('scale', (1.2, 0.9)),
@@ -472,6 +555,17 @@ def test_aug_params_choices_are_the_module_constants(field, choices):
     augment.AugParams.from_config(aug_config(**{field: value}))
   with pytest.raises(ValueError, match=', '.join(choices)):
     augment.AugParams.from_config(aug_config(**{field: 'nonsense'}))
+
+
+def test_aug_params_checks_span_lengths_against_the_clip_length_only_for_spans():
+  augment.AugParams.from_config(aug_config(interp_drop='span', span_frames=(4, 14)), frames=16)
+  with pytest.raises(ValueError, match=r'augment.span_frames=\(4, 15\).*data.frames=16') as e:
+    augment.AugParams.from_config(aug_config(interp_drop='span', span_frames=(4, 15)), frames=16)
+  assert '\n' not in str(e.value)
+  # Inert under another interp_drop: a clip too short for the spans is no error then.
+  augment.AugParams.from_config(aug_config(span_frames=(4, 15)), frames=16)
+  with pytest.raises(ValueError, match='span_frames'):  # direct callers: checked at the draw
+    augment.span_mask(jax.random.key(0), 16, 3, span_frames=(4, 15))
 
 
 def test_aug_params_checks_segments_against_the_clip_length():

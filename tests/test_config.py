@@ -128,6 +128,13 @@ def test_unknown_config_arg_is_an_error():
     ('mcc.negative_start', 1.0, 'negative_start'),
     ('mcc.negative_start', -0.2, 'negative_start'),
     ('mcc.negative_loss', 'triplet', 'negative_loss'),
+    ('augment.interp_drop', 'spans', 'augment.interp_drop'),
+    ('augment.span_count', 0, 'augment.span_count'),
+    ('augment.span_joint_prob', 0.0, 'augment.span_joint_prob'),
+    ('augment.span_joint_prob', 1.5, 'augment.span_joint_prob'),
+    ('augment.span_frames', (8, 4), 'augment.span_frames'),
+    ('mcc.decoder_tap', 'middle', 'mcc.decoder_tap'),
+    ('mcc.interp_target', 'velocity', 'mcc.interp_target'),
   ],
 )
 def test_validate_rejects_impossible_values(field, value, message):
@@ -159,6 +166,23 @@ def test_a_head_that_needs_a_part_that_is_off_is_an_error(fields, message):
   c.objective = 'contrastive'  # the baseline reads none of the MCC parts
   if 'augment.independent_speeds' not in fields:
     config_lib.validate(c)
+
+
+def test_spans_must_fit_the_clip_and_the_full_decoder_needs_stgcn():
+  c = config_lib.base_config()
+  c.augment.interp_drop, c.mcc.decoder_tap, c.mcc.interp_target = 'span', 'full', 'motion'
+  config_lib.validate(c)  # data.frames = 50 fits spans of up to 48 frames
+  c.augment.span_frames = (4, 49)
+  with pytest.raises(config_lib.ConfigError, match=r'span_frames=\(4, 49\).*data.frames=50'):
+    config_lib.validate(c)
+  c.augment.interp_drop = 'stride'  # inert without spans
+  config_lib.validate(c)
+  for name in ('transformer', 'gru'):
+    c.model.name = name
+    with pytest.raises(config_lib.ConfigError, match=f"decoder_tap='full'.*model.name='{name}'"):
+      config_lib.validate(c)
+  c.mcc.decoder_tap = 'deep'
+  config_lib.validate(c)
 
 
 def test_without_queue_negatives_there_are_no_queue_neighbours_to_mine():
@@ -215,6 +239,18 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.mcc.speed_margin=-1'], 'mcc.speed_margin'),
     (['--config=configs/demo.py', '--config.mcc.negative_start=1.5'], 'mcc.negative_start'),
     (['--config=configs/demo.py', '--config.mcc.speed_head=relative'], "speed_form='both'"),
+    (
+      [
+        '--config=configs/demo.py',  # T = 32: a span fits in frames 1..30
+        '--config.augment.interp_drop=span',
+        '--config.augment.span_frames=(4,31)',
+      ],
+      'augment.span_frames=(4, 31)',
+    ),
+    (
+      ['--config=configs/demo.py', '--config.model.name=gru', '--config.mcc.decoder_tap=full'],
+      "model.name='gru'",
+    ),
     (
       [
         '--config=configs/demo.py',

@@ -11,7 +11,7 @@ import pytest
 
 from skeljax import config as config_lib
 from skeljax import skeleton
-from skeljax.models import InterpDecoder, ProjectionHead, build_encoder, stgcn
+from skeljax.models import FullResDecoder, InterpDecoder, ProjectionHead, build_encoder, stgcn
 
 from .test_train import _tiny_config
 
@@ -102,14 +102,17 @@ def test_bf16_activations_reach_every_layer_in_bf16(name, first):
 def test_heads_compute_in_dtype_and_return_float32():
   feats = jax.random.normal(jax.random.key(0), (4, 32))
   temporal = jax.random.normal(jax.random.key(1), (4, 5, 32))
+  deep = jax.random.normal(jax.random.key(3), (4, 4, 25, 32))
+  full = jax.random.normal(jax.random.key(4), (4, 16, 25, 8))
   for head, x in (
-    (ProjectionHead(hidden=0, out=8, dtype=jnp.bfloat16), feats),
-    (InterpDecoder(16, 2, 25, 3, 16, dtype=jnp.bfloat16), temporal),
+    (ProjectionHead(hidden=0, out=8, dtype=jnp.bfloat16), (feats,)),
+    (InterpDecoder(16, 2, 25, 3, 16, dtype=jnp.bfloat16), (temporal,)),
+    (FullResDecoder(16, 2, 25, 3, 16, dtype=jnp.bfloat16), (deep, full)),
   ):
-    variables = head.init(jax.random.key(2), x)
+    variables = head.init(jax.random.key(2), *x)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    assert head.apply(variables, x).dtype == jnp.float32
-    ops = _heavy_ops(jax.make_jaxpr(head.apply)(variables, x).jaxpr)
+    assert head.apply(variables, *x).dtype == jnp.float32
+    ops = _heavy_ops(jax.make_jaxpr(head.apply)(variables, *x).jaxpr)
     assert ops and all(set(o[1]) == {'bfloat16'} for o in ops)
   assert ProjectionHead(hidden=0, out=8).dtype == jnp.float32  # the default
 

@@ -14,6 +14,7 @@ from skeljax import config, skeleton
 from skeljax.models import (
   STGCN,
   WIDTHS,
+  FullResDecoder,
   InterpDecoder,
   LinearClassifier,
   ProjectionHead,
@@ -312,6 +313,60 @@ def test_interp_decoder_shape():
   temporal = jnp.ones((3, 13, 32))
   out = dec.apply(dec.init(jax.random.key(0), temporal), temporal)
   assert out.shape == (3, 2, 50, 25, 3)
+
+
+def test_full_res_decoder_shape_and_zero_start():
+  dec = FullResDecoder(frames=12, persons=2, num_joints=25, channels=3, width=16)
+  deep = jax.random.normal(jax.random.key(0), (6, 3, 25, 32))  # [B*M, T', V, D']
+  full = jax.random.normal(jax.random.key(1), (6, 12, 25, 8))  # [B*M, T, V, D0]
+  params = dec.init(jax.random.key(2), deep, full)
+  out = dec.apply(params, deep, full)
+  assert out.shape == (3, 2, 12, 25, 3) and out.dtype == jnp.float32
+  assert float(jnp.abs(out).max()) == 0.0  # a zero residual: it starts at the fill
+  assert params['params']['tcn']['kernel'].shape == (5, 16, 16)  # mixes 5 frames
+  # Once trained, each output frame reads its neighbours: the temporal conv is there.
+  params = jax.tree.map(lambda p: p + 0.1, params)
+  bump = full.at[:, 6].add(1.0)
+  changed = jnp.abs(dec.apply(params, deep, bump) - dec.apply(params, deep, full)).max(
+    axis=(0, 1, 3, 4)
+  )
+  np.testing.assert_array_equal(np.asarray(changed) > 0, np.abs(np.arange(12) - 6) <= 2)
+  with pytest.raises(ValueError, match='FullResDecoder'):
+    dec.apply(params, deep, full[:, :10])
+
+
+@pytest.mark.parametrize(
+  'strides,tap', [(stgcn_lib.STRIDES, 3), ((1, 2, 2), 0), ((1, 1, 1), 2), ((2, 1), None)]
+)
+def test_stgcn_sows_full_resolution_joint_features(strides, tap):
+  layout = skeleton.NTU25
+  widths = tuple(4 + i for i in range(len(strides)))  # tells the blocks apart
+  enc = STGCN(layout, widths=widths, strides=strides)
+  x, n = make_x(layout), jnp.array([T, 5])
+  variables = jax.eval_shape(functools.partial(enc.init, train=False), jax.random.key(1), x, n)
+  _, inter = jax.eval_shape(
+    lambda v: enc.apply(v, x, n, train=False, mutable=['intermediates']), variables
+  )
+  sown = inter['intermediates']
+  t_deep = enc.temporal_frames(T)
+  assert sown['joints'][0].shape == (B * M, t_deep, layout.num_joints, widths[-1])
+  assert enc.full_resolution_block == (-1 if tap is None else tap)
+  if tap is None:  # the first block already strides: no full-rate features to sow
+    assert 'joints_full' not in sown
+  else:
+    assert sown['joints_full'][0].shape == (B * M, T, layout.num_joints, widths[tap])
+    assert sown['joints_full'][0].dtype == jnp.float32
+
+
+def test_only_stgcn_sows_full_resolution_features():
+  from skeljax import models
+
+  x, n = make_x(skeleton.NTU25), jnp.array([T, 5])
+  for name in NAMES:
+    enc, variables = setup(name)
+    sown = functools.partial(enc.apply, train=False, mutable=['intermediates'])
+    _, inter = jax.eval_shape(sown, variables, x, n)
+    assert ('joints_full' in inter.get('intermediates', {})) == (name in models.FULL_RESOLUTION)
 
 
 def test_interpolate_time_is_linear_with_aligned_ends():

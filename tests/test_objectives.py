@@ -226,6 +226,107 @@ def test_interpolation_loss_relative_to_the_fill_is_one_at_the_fill():
   )
 
 
+def test_interpolation_loss_takes_a_per_joint_mask():
+  rng = np.random.default_rng(5)
+  pred = rng.standard_normal((2, 2, 6, 4, 3)).astype(np.float32)
+  target = rng.standard_normal((2, 2, 6, 4, 3)).astype(np.float32)
+  target[0, 1] = 0.0  # absent person
+  dropped = (rng.uniform(size=(2, 6, 4)) < 0.4).astype(np.float32)
+  got = float(objectives.interpolation_loss(pred, target, dropped))
+  err = np.mean((pred - target) ** 2, axis=-1)  # [B, M, T, V]
+  w = dropped[:, None] * np.any(target != 0, axis=(2, 3, 4))[:, :, None, None]
+  np.testing.assert_allclose(got, np.sum(err * w) / np.sum(w), rtol=1e-5)
+  # A whole-frame mask [B, T] scores as the same mask repeated over the joints.
+  frames = dropped.max(axis=2)
+  np.testing.assert_allclose(
+    float(objectives.interpolation_loss(pred, target, frames)),
+    float(objectives.interpolation_loss(pred, target, np.repeat(frames[:, :, None], 4, 2))),
+    rtol=1e-6,
+  )
+
+
+def _np_motion_mse(pred, target, dropped):
+  """The motion loss spelled out: differences touching a dropped entry, present persons."""
+  num, den = 0.0, 0
+  b, m, t, v, _ = target.shape
+  for i, j, s, k in np.ndindex(b, m, t - 1, v):
+    if target[i, j].any() and (dropped[i, s, k] or dropped[i, s + 1, k]):
+      d_pred = pred[i, j, s + 1, k] - pred[i, j, s, k]
+      d_true = target[i, j, s + 1, k] - target[i, j, s, k]
+      num += np.mean((d_pred - d_true) ** 2)
+      den += 1
+  return num / den
+
+
+def test_motion_loss_scores_the_differences_that_touch_dropped_entries():
+  rng = np.random.default_rng(6)
+  target = rng.standard_normal((2, 2, 7, 4, 3)).astype(np.float32)
+  target[1, 0] = 0.0  # absent person
+  dropped = np.zeros((2, 7, 4), np.float32)
+  dropped[0, 2:4, 1] = 1
+  dropped[1, 4, :] = 1
+  dropped[1, 1:3, 3] = 1
+  pred = rng.standard_normal(target.shape).astype(np.float32)
+  got = float(objectives.motion_interpolation_loss(pred, target, dropped))
+  np.testing.assert_allclose(got, _np_motion_mse(pred, target, dropped), rtol=1e-5)
+  # The absent person is not scored: its prediction can be anything.
+  moved = pred.copy()
+  moved[1, 0] += 5.0 * rng.standard_normal(moved[1, 0].shape)
+  assert float(objectives.motion_interpolation_loss(moved, target, dropped)) == (
+    pytest.approx(got, rel=1e-6)
+  )
+  # A difference touching no dropped entry does not count either.
+  moved = pred.copy()
+  moved[0, :, 5:, 1] += 3.0
+  assert float(objectives.motion_interpolation_loss(moved, target, dropped)) == (
+    pytest.approx(got, rel=1e-6)
+  )
+  # Exact motion is 0, whatever the constant offset; a whole-frame mask [B, T] works.
+  shifted = target + np.float32(0.7)
+  assert float(objectives.motion_interpolation_loss(shifted, target, dropped)) < 1e-10
+  frames = dropped.max(axis=2)
+  np.testing.assert_allclose(
+    float(objectives.motion_interpolation_loss(pred, target, frames)),
+    _np_motion_mse(pred, target, np.repeat(frames[:, :, None], 4, 2)),
+    rtol=1e-5,
+  )
+
+
+def test_motion_loss_relative_to_the_fill_is_one_at_the_fill_and_zero_at_the_target():
+  rng = np.random.default_rng(7)
+  target = rng.normal(size=(2, 2, 8, 3, 3)).astype(np.float32)
+  target[0, 1] = 0.0
+  dropped = np.zeros((2, 8, 3), np.float32)
+  dropped[:, 2:5, 0] = 1
+  dropped[1, 5, 2] = 1
+  fill = target + 0.1 * rng.normal(size=target.shape).astype(np.float32)
+  loss = lambda pred: float(
+    objectives.motion_interpolation_loss(pred, target, dropped, reference=fill)
+  )
+  assert loss(fill) == pytest.approx(1.0)
+  assert loss(target) == 0.0
+  assert loss(target + 0.5 * (fill - target)) == pytest.approx(0.25, rel=1e-5)
+  fill_mse = _np_motion_mse(fill, target, dropped)
+  pred = rng.normal(size=target.shape).astype(np.float32)
+  assert loss(pred) == pytest.approx(_np_motion_mse(pred, target, dropped) / fill_mse, rel=1e-5)
+  # An absent person's wrong fill does not enter the divisor.
+  bad = fill.copy()
+  bad[0, 1] = 9.0
+  np.testing.assert_allclose(
+    float(objectives.motion_interpolation_loss(pred, target, dropped, reference=bad)),
+    loss(pred),
+    rtol=1e-6,
+  )
+  # The divisor carries no gradient, and an exact fill is floored, not divided by 0.
+  g = jax.grad(
+    lambda r: objectives.motion_interpolation_loss(jnp.asarray(pred), target, dropped, r)
+  )(jnp.asarray(fill))
+  assert float(jnp.abs(g).max()) == 0.0
+  exact = float(objectives.motion_interpolation_loss(pred, target, dropped, reference=target))
+  floor = 1e-4 * np.mean(np.diff(target, axis=2) ** 2)  # of the target's motion
+  assert exact == pytest.approx(_np_motion_mse(pred, target, dropped) / floor, rel=1e-4)
+
+
 def test_order_loss_matches_numpy_and_counts_broken_clips_scored_natural():
   nat = jnp.array([2.0, -1.0, 0.5])
   brk = jnp.array([-3.0, 0.2, 1.0])

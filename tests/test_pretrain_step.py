@@ -9,10 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import demo
 from skeljax import objectives, optim, pretrain
+from skeljax.models import WIDTHS, heads
 
 B = 16
 TOTAL = 100
@@ -320,3 +322,100 @@ def test_classify_trains_the_order_head_and_only_then_holds_it():
     state.params['order_head'],
   )
   assert max(jax.tree.leaves(moved)) > 0
+
+
+# ---------------------------------------------------------------- span + full + motion
+
+
+def span_config():
+  """The tiny config with spans, the full-resolution decoder and the motion target."""
+  c = tiny_config()
+  c.augment.interp_drop = 'span'
+  c.mcc.decoder_tap = 'full'
+  c.mcc.interp_target = 'motion'
+  return c
+
+
+def test_span_full_motion_step_is_finite_and_trains_the_decoder():
+  config = span_config()
+  nets = pretrain.make_nets(config)
+  assert isinstance(nets.decoder, heads.FullResDecoder)
+  # Plain SGD at lr 1 (no momentum, no decay): the step's parameter change is -gradient.
+  tx = optax.sgd(1.0)
+  state = jax.jit(lambda r: pretrain.init_state(nets, config, tx, r))(jax.random.PRNGKey(0))
+  batch = smooth_batch(seed=11)
+  views, rng = jax.eval_shape(functools.partial(pretrain.step_views, config=config), state, batch)
+  t, v, p = config.data.frames, 25, config.data.persons
+  assert views['interp_mask'].shape == (B, t, v)
+  enc_vars = {'params': state.params['encoder'], 'batch_stats': state.batch_stats}
+  encode = functools.partial(pretrain.encode, nets.encoder, groups=1, joints=True)
+  sown = jax.eval_shape(lambda c, r: encode(enc_vars, c, rng=r)[2], views['interp_input'], rng)
+  width = WIDTHS[config.model.size]
+  assert sown['joints_full'][0].shape == (B * p, t, v, width[3])
+  assert sown['joints'][0].shape == (B * p, t // 4, v, width[-1])
+
+  step = functools.partial(pretrain.train_step, nets=nets, config=config, total_steps=TOTAL)
+  new, metrics = jax.jit(step)(state, batch)
+  assert all(np.isfinite(float(m)) for m in metrics.values())
+  assert float(metrics['interp']) == pytest.approx(1.0, abs=1e-5)  # zero residual: the fill
+  grad = jax.tree.map(lambda a, b: b - a, new.params['decoder'], state.params['decoder'])
+  assert float(jnp.abs(grad['out']['kernel']).max()) > 0
+  # Scored on motion: a constant offset of the output costs nothing, so its bias gets
+  # no gradient (the position target would pull it).
+  bias, kernel = (float(jnp.abs(grad['out'][k]).max()) for k in ('bias', 'kernel'))
+  assert bias < 1e-3 * kernel
+
+
+@pytest.mark.slow  # ~50 s nice'd on 2 cores busy with a training job
+def test_full_decoder_learns_to_beat_the_linear_fill_on_smooth_motion():
+  # Continuity the fill cannot solve: 4-8 frame spans of sinusoids. The decoder and a
+  # small ST-GCN, fitted together on one batch (fresh spans each step), must predict the
+  # hidden motion clearly better than the straight line (1.0 = no better).
+  from skeljax import augment, skeleton
+  from skeljax.models import STGCN
+
+  t, v, b = 32, 20, 8
+  layout = skeleton.get_layout('kinect20')
+  rng = np.random.default_rng(0)
+  frame = np.arange(t)[None, None, :, None, None]
+  shape = (b, 1, 1, v, 3)
+  phase = rng.uniform(0, 2 * np.pi, shape)
+  x = rng.normal(size=shape) + 0.3 * np.sin(rng.uniform(0.3, 0.6, shape) * frame + phase)
+  x, n = jnp.asarray(x, jnp.float32), jnp.full((b,), t, jnp.int32)
+  enc = STGCN(layout, widths=(8, 16, 16), strides=(1, 2, 2))
+  dec = heads.FullResDecoder(frames=t, persons=1, num_joints=v, channels=3, width=32)
+  enc_vars = enc.init(jax.random.key(0), x, n, train=False)
+  (_, temporal), inter = enc.apply(enc_vars, x, n, train=False, mutable=['intermediates'])
+  feats = pretrain.decoder_inputs(inter['intermediates'], temporal, 'full')
+  params = {'encoder': enc_vars['params'], 'decoder': dec.init(jax.random.key(1), *feats)['params']}
+  drop = jax.vmap(functools.partial(augment.interpolation_input, drop='span'))
+
+  def relative_loss(p, key):
+    sparse, dropped = drop(jax.random.split(key, b), x)
+    variables = {'params': p['encoder'], 'batch_stats': enc_vars['batch_stats']}
+    (_, temporal), upd = enc.apply(
+      variables, sparse, n, train=True, mutable=['batch_stats', 'intermediates']
+    )
+    feats = pretrain.decoder_inputs(upd['intermediates'], temporal, 'full')
+    recon = sparse + dec.apply({'params': p['decoder']}, *feats)
+    return objectives.motion_interpolation_loss(recon, x, dropped, reference=sparse)
+
+  tx = optax.adam(3e-3)
+
+  def one(carry, key):
+    p, opt = carry
+    updates, opt = tx.update(jax.grad(relative_loss)(p, key), opt, p)
+    return (optax.apply_updates(p, updates), opt), None
+
+  @jax.jit
+  def before_and_after(p):
+    """The held-out relative loss (8 fresh span draws) before and after 250 Adam steps."""
+    held_out = lambda p: jnp.mean(
+      jax.vmap(lambda k: relative_loss(p, k))(jax.random.split(jax.random.key(9), 8))
+    )
+    fitted = jax.lax.scan(one, (p, tx.init(p)), jax.random.split(jax.random.key(2), 250))[0][0]
+    return held_out(p), held_out(fitted)
+
+  start, end = (float(r) for r in before_and_after(params))
+  assert start == pytest.approx(1.0, abs=1e-5)  # the zero-initialised decoder is the fill
+  assert end < 0.7

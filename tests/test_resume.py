@@ -132,10 +132,29 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
   from skeljax import checkpoint as ckpt_lib
   from skeljax import config as config_lib
 
+  sections = ['data', 'augment', 'mcc']
   c = config_lib.base_config()
-  old = ckpt_lib.fingerprint(c, ['data', 'mcc'])
+  old = ckpt_lib.fingerprint(c, sections)
   # As a run written before these fields existed saved it.
-  for section, key in (('data', 'stream'), ('mcc', 'batch_negatives'), ('mcc', 'queue_negatives')):
+  added = (
+    ('data', 'stream'),
+    ('mcc', 'batch_negatives'),
+    ('mcc', 'queue_negatives'),
+    ('augment', 'span_frames'),
+    ('augment', 'span_count'),
+    ('augment', 'span_joint_prob'),
+    ('mcc', 'decoder_tap'),
+    ('mcc', 'interp_target'),
+    ('augment', 'independent_speeds'),
+    ('augment', 'resample_noise_std'),
+    ('mcc', 'speed_form'),
+    ('mcc', 'speed_head'),
+    ('mcc', 'speed_weight'),
+    ('mcc', 'speed_margin'),
+    ('mcc', 'speed_classes'),
+    ('mcc', 'negative_start'),
+  )
+  for section, key in added:
     old[section].pop(key, None)
   state = {'w': np.arange(3.0)}
   saved = ckpt_lib.StageCheckpoints(str(tmp_path), keep=1, fingerprint_=old)
@@ -143,17 +162,63 @@ def test_a_checkpoint_from_before_a_field_was_added_resumes_at_that_fields_old_v
   saved.close()
 
   now = ckpt_lib.StageCheckpoints(
-    str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(c, ['data', 'mcc'])
+    str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(c, sections)
   )
   restored, step = now.restore(state)
   assert step == 5 and np.array_equal(restored['w'], state['w'])
   now.close()
-  for field, value in (('batch_negatives', True), ('queue_negatives', False)):
+  changes = (
+    ('mcc', 'batch_negatives', True),
+    ('mcc', 'queue_negatives', False),
+    ('augment', 'span_frames', (3, 8)),
+    ('augment', 'span_count', 3),
+    ('augment', 'span_joint_prob', 0.5),
+    ('mcc', 'decoder_tap', 'full'),
+    ('mcc', 'interp_target', 'motion'),
+    ('augment', 'resample_noise_std', 0.01),
+    ('mcc', 'speed_form', 'both'),
+    ('mcc', 'speed_head', 'classify'),
+    ('mcc', 'negative_start', 0.5),
+  )
+  for section, field, value in changes:
     changed = config_lib.base_config()
-    changed.mcc[field] = value
+    changed[section][field] = value
     other = ckpt_lib.StageCheckpoints(
-      str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(changed, ['data', 'mcc'])
+      str(tmp_path), keep=1, fingerprint_=ckpt_lib.fingerprint(changed, sections)
     )
-    with pytest.raises(ckpt_lib.CheckpointMismatch, match=f'mcc.{field}'):
+    with pytest.raises(ckpt_lib.CheckpointMismatch, match=f'{section}.{field}'):
       other.restore(state)
     other.close()
+
+
+def test_the_new_speed_window_is_a_new_run_for_mcc_and_no_change_for_the_baseline(tmp_path):
+  # speed_fit's default moved from the old window ('clip') to 'fit': an MCC checkpoint from
+  # before the field resumes only under 'clip'; the baseline has no speed clip, so its old
+  # checkpoints resume under either value.
+  import numpy as np
+
+  from skeljax import checkpoint as ckpt_lib
+  from skeljax import config as config_lib
+
+  state = {'w': np.arange(3.0)}
+  for objective in ('mcc', 'contrastive'):
+    c = config_lib.base_config()
+    c.objective = objective
+    c.augment.speed_fit = 'clip'
+    old = ckpt_lib.fingerprint(c, ['augment'])
+    old['augment'].pop('speed_fit', None)
+    folder = tmp_path / objective
+    saved = ckpt_lib.StageCheckpoints(str(folder), keep=1, fingerprint_=old)
+    saved.save(5, state, force=True)
+    saved.close()
+    for fit in ('clip', 'fit'):
+      c.augment.speed_fit = fit
+      now = ckpt_lib.StageCheckpoints(
+        str(folder), keep=1, fingerprint_=ckpt_lib.fingerprint(c, ['augment'])
+      )
+      if objective == 'mcc' and fit == 'fit':
+        with pytest.raises(ckpt_lib.CheckpointMismatch, match='augment.speed_fit'):
+          now.restore(state)
+      else:
+        assert now.restore(state)[1] == 5, (objective, fit)
+      now.close()

@@ -23,13 +23,15 @@ import jax.numpy as jnp
 
 from skeljax import skeleton, transforms
 from skeljax.models.gru import BiGRU
-from skeljax.models.heads import InterpDecoder, LinearClassifier, ProjectionHead
+from skeljax.models.heads import FullResDecoder, InterpDecoder, LinearClassifier, ProjectionHead
 from skeljax.models.stgcn import STGCN, WIDTHS
 from skeljax.models.transformer import DEFAULT_PATCH, STTransformer
 
 __all__ = [
   'BiGRU',
   'ENCODERS',
+  'FULL_RESOLUTION',
+  'FullResDecoder',
   'InterpDecoder',
   'LinearClassifier',
   'ProjectionHead',
@@ -96,6 +98,9 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
   'transformer': _transformer,
   'gru': _gru,
 }
+# The encoders that sow per-joint features at the full frame rate ('joints_full'), which
+# the full-resolution interpolation decoder reads (mcc.decoder_tap='full').
+FULL_RESOLUTION = ('stgcn',)
 
 
 class StreamInput(nn.Module):

@@ -1,4 +1,4 @@
-"""Heads on top of an encoder: projection MLP, interpolation decoder, classifier.
+"""Heads on top of an encoder: projection MLP, interpolation decoders, classifier.
 
 A head's `dtype` is its compute dtype (bfloat16 for GPU/TPU); its parameters
 and its output are float32 in either dtype, so the losses are float32.
@@ -10,6 +10,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from skeljax.models.stgcn import TemporalConv
 
 
 class ProjectionHead(nn.Module):
@@ -119,3 +121,55 @@ class InterpDecoder(nn.Module):
     y = nn.Dense(m * v * c, dtype=self.dtype, name='out')(y).astype(jnp.float32)  # [B, T, M*V*C]
     y = y.reshape(y.shape[0], t, m, v, c)
     return y.transpose(0, 2, 1, 3, 4)
+
+
+class FullResDecoder(nn.Module):
+  """Reconstructs a clip from deep and full-resolution per-joint features (U-Net style).
+
+  The interpolation decoder of mcc.decoder_tap='full'. The deep features
+  `[B*M, T', V, D']` (the encoder's last block: the action's context, at a stride that
+  has lost single frames) are upsampled to T frames by linear interpolation in time and
+  concatenated with the full-resolution ones `[B*M, T, V, D0]` (ST-GCN's 'joints_full':
+  the timing), projected to `width`, mixed over neighbouring frames by one temporal conv
+  per joint (`kernel` taps, 'same' zero padding), and mapped to each joint's C channels
+  by an MLP shared by all joints with a learned joint embedding.
+
+  Attributes:
+    frames: T.
+    persons: M.
+    num_joints: V.
+    channels: C.
+    width: hidden width.
+    kernel: temporal conv taps (odd).
+    dtype: compute dtype; the reconstruction is float32.
+  """
+
+  frames: int
+  persons: int
+  num_joints: int
+  channels: int
+  width: int
+  kernel: int = 5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, deep, full):
+    """deep: [B*M, T', V, D'], full: [B*M, T, V, D0] -> float32 reconstruction [B, M, T, V, C]."""
+    t, m, v, c = self.frames, self.persons, self.num_joints, self.channels
+    nm, tp, fv, d = deep.shape
+    if fv != v or nm % m or full.shape[:3] != (nm, t, v):
+      raise ValueError(
+        f"FullResDecoder: features must be [B*{m}, T', {v}, D'] and [B*{m}, {t}, {v}, D0], "
+        f'got {deep.shape} and {full.shape}'
+      )
+    up = interpolate_time(deep.reshape(nm, tp, v * d), t).reshape(nm, t, v, d)
+    y = jnp.concatenate([up, full.astype(up.dtype)], axis=-1)
+    y = nn.Dense(self.width, dtype=self.dtype, name='skip')(y)
+    y = TemporalConv(self.width, kernel=self.kernel, dtype=self.dtype, name='tcn')(y)
+    embed = self.param('joint_embed', nn.initializers.normal(0.02), (v, self.width))
+    y = nn.relu(y + embed.astype(y.dtype))  # a float32 table would promote y
+    y = nn.relu(nn.Dense(self.width, dtype=self.dtype, name='hidden')(y))
+    # Zero init: the decoder starts at a zero residual, i.e. at the fill it refines.
+    out = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name='out')
+    y = out(y).astype(jnp.float32)  # [B*M, T, V, C]
+    return y.reshape(nm // m, m, t, v, c)

@@ -254,6 +254,12 @@ class STGCN(nn.Module):
     """D of `pooled` (also D' of `temporal`)."""
     return self.widths[-1]
 
+  @property
+  def full_resolution_block(self) -> int:
+    """Index of the last block before the first temporal stride > 1 (-1: none)."""
+    first = next((i for i, s in enumerate(self.strides) if s > 1), len(self.strides))
+    return first - 1
+
   def temporal_frames(self, frames: int) -> int:
     """T' of `temporal` for input length `frames`."""
     for s in self.strides:
@@ -273,7 +279,10 @@ class STGCN(nn.Module):
       pooled [B, D] (masked mean over valid frames and joints, then over
       persons) and temporal [B, T', D] (mean over joints and persons; zero on
       padded frames), with D = widths[-1] and T' = T / prod(strides) rounded up;
-      both float32 whatever `dtype`.
+      both float32 whatever `dtype`. Sown as 'intermediates' (float32): 'joints',
+      the last block's per-joint features [B*M, T', V, D], and 'joints_full', those
+      of block `full_resolution_block` [B*M, T, V, widths[that block]] (not sown
+      when the first block already strides).
     """
     common.check_input('stgcn', x, n, self.layout)
     if len(self.widths) != len(self.strides):
@@ -288,6 +297,7 @@ class STGCN(nn.Module):
     x = _bn(train, 'data_bn', axis=(-2, -1), dtype=self.dtype)(x * m4, mask=m4 > 0)
     x = x * m4.astype(self.dtype)
     a = np.asarray(self.layout.adjacency(self.adjacency))
+    full = self.full_resolution_block
     for i, (width, stride) in enumerate(zip(self.widths, self.strides, strict=True)):
       x, mask = STGCNBlock(
         width,
@@ -299,6 +309,10 @@ class STGCN(nn.Module):
         dtype=self.dtype,
         name=f'block{i + 1}',
       )(x, a, mask, train)
+      if i == full:
+        # Per-joint features at full temporal resolution [B*M, T, V, widths[i]], for the
+        # decoder that corrects single frames (mcc.decoder_tap='full').
+        self.sow('intermediates', 'joints_full', x.astype(jnp.float32))
     # Pool and return in float32: the losses and the queue are float32.
     x = x.astype(jnp.float32)
     # Per-joint features [B*M, T', V, D] for decoders that read them (interpolation).
