@@ -25,12 +25,14 @@ def _save(fig, path: str) -> str:
 # other numeric metric gets a panel of its own; BOOKKEEPING shares one small panel.
 CURVE_PANELS = (
   ('loss', ('loss', 'nce'), None),
-  ('instance accuracy', ('acc', 'acc_batch'), None),
+  ('instance accuracy', ('acc', 'acc_batch', 'acc_speed_clip'), None),
   ('in-batch InfoNCE (same-step keys)', ('nce_batch',), None),
   ('kNN monitor (top-1 %)', ('knn1', 'knn20'), None),
   ('broken clip: loss', ('broken',), None),
   ('broken clip: neg_win (chance 0.5)', ('neg_win',), 0.5),
   ('interpolation / linear fill', ('interp',), 1.0),
+  ('speed head: loss', ('speed',), None),
+  ('speed head: accuracy', ('speed_acc',), None),
 )
 BOOKKEEPING = ('lr', 'momentum')
 NOT_DRAWN = ('stage', 'step', 'samples_per_s', 'elapsed_s', 'nn_active')

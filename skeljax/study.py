@@ -132,7 +132,7 @@ DEFAULT_ROWS = tuple(
   if r != 'speed_only' and r not in STREAM_ROWS and r not in ENSEMBLE_ROWS and r not in FORM_ROWS
 )
 # Pretraining metrics the study follows (those a row logs).
-CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp')
+CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp', 'speed_acc')
 
 
 def _set(config, dotted: str, value) -> None:
