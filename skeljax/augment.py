@@ -472,7 +472,7 @@ def fitted_windows(key, n, p: AugParams, frames: int):
 
 
 def _sample_views(
-  key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation, speed_pair
+  key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation, speed_pair=False
 ):
   k_crop, k_pos, k_aug_a, k_aug_p, k_neg, k_interp, k_aug_n = jax.random.split(key, 7)
   if speed_positive and p.speed_fit == 'fit':

@@ -223,7 +223,7 @@ def test_dsm_broken_clip_is_a_hard_negative_after_its_curriculum_start():
   _, off = _loss_and_grads(**common, negative_start=0.5)  # step 0 < 0.5 * TOTAL
   _, rank = _loss_and_grads(**dict(common, negative_loss='rank'), negative_start=0.5)
   # Off: the InfoNCE has no hard column (the same views and queries as the rank form's).
-  np.testing.assert_allclose(float(off['nce']), float(rank['nce']), rtol=1e-6)
+  np.testing.assert_allclose(float(off['nce']), float(rank['nce']), rtol=1e-5)
   assert float(on['nce']) > float(off['nce'])  # one more term in the denominator
   assert 0 <= float(on['neg_win']) <= 1
 
