@@ -16,9 +16,9 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
   Issue #29's forms, each against the mcc row (only with --rows):
-  speed_clip        the old speed window (its own crop times the speed, clipped: held frames)
+  speed_fit         the fitted speed window (no held frames, the exact relative speed)
   speed_gentle      log-uniform speeds in [0.7, 1.43] instead of {0.5, 2}
-  speed_indep       anchor and positive at independent speeds
+  speed_indep       anchor and positive at independent speeds (in fitted windows)
   speed_rsp         RSPNet: same-speed and speed clip both positive + relative-speed head
   speed_class       a speed-class head (playback-rate prediction)
   speed_noise       Gaussian noise (1 cm) on every view right after resampling
@@ -78,9 +78,9 @@ PRETRAIN_ROWS = {
   'no_speed': {'mcc.speed_positive': False},
   'neg_shuffle': {'augment.negative': 'segment_shuffle'},
   'neg_reverse': {'augment.negative': 'reverse'},
-  'speed_clip': {'augment.speed_fit': 'clip'},
+  'speed_fit': {'augment.speed_fit': 'fit'},
   'speed_gentle': {'augment.speed_range': (0.7, 1.43)},
-  'speed_indep': {'augment.independent_speeds': True},
+  'speed_indep': {'augment.speed_fit': 'fit', 'augment.independent_speeds': True},
   'speed_rsp': {'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
   'speed_class': {'mcc.speed_head': 'classify'},
   'speed_noise': {'augment.resample_noise_std': 0.01},
@@ -90,7 +90,7 @@ PRETRAIN_ROWS = {
 }
 # Issue #29's rows: run only when named in --rows.
 FORM_ROWS = (
-  'speed_clip',
+  'speed_fit',
   'speed_gentle',
   'speed_indep',
   'speed_rsp',

@@ -44,6 +44,7 @@ def test_fitted_windows_read_only_valid_frames_at_the_exact_relative_speed():
     dict(speed_range=(0.7, 1.43)),
     dict(speeds=(0.5, 1.0, 2.0), independent_speeds=True, positive_window='centred'),
   ):
+    settings = dict(settings, speed_fit='fit')
     p = augment.AugParams.from_config(aug_config(**settings))
     fn = jax.jit(jax.vmap(lambda k, n, p=p: augment.fitted_windows(k, n, p, frames)))
     n = jnp.asarray(np.random.default_rng(0).integers(8, 200, 512), jnp.float32)
@@ -67,7 +68,7 @@ def _held_fraction(v):
 
 def test_fit_speed_clip_holds_no_frame_and_plays_at_the_speed_times_the_anchor_rate():
   x, n = _linear_batch()
-  aug = aug_config(speeds=(2.0,), **NO_SPATIAL)
+  aug = aug_config(speeds=(2.0,), speed_fit='fit', **NO_SPATIAL)
   out = views_fn(aug, **FLAGS)(jax.random.key(1), x, n)
   assert _held_fraction(out['positive']) == 0.0
   np.testing.assert_allclose(_rate(out['positive']), 2.0 * _rate(out['anchor']), atol=1e-5)
@@ -78,7 +79,7 @@ def test_fit_speed_clip_holds_no_frame_and_plays_at_the_speed_times_the_anchor_r
 
 def test_independent_speeds_report_the_relative_speed_of_the_two_clips():
   x, n = _linear_batch()
-  aug = aug_config(speeds=(0.5, 1.0, 2.0), independent_speeds=True, **NO_SPATIAL)
+  aug = aug_config(speeds=(0.5, 1.0, 2.0), independent_speeds=True, speed_fit='fit', **NO_SPATIAL)
   out = views_fn(aug, **FLAGS)(jax.random.key(2), x, n)
   speed = np.asarray(out['speed'])
   assert len(np.unique(speed)) >= 3  # ratios of two draws: 1/4 .. 4
@@ -89,7 +90,7 @@ def test_independent_speeds_report_the_relative_speed_of_the_two_clips():
 
 def test_speed_pair_gives_a_same_speed_positive_and_the_speed_clip():
   x, n = _linear_batch()
-  aug = aug_config(speeds=(0.5, 2.0), **NO_SPATIAL)
+  aug = aug_config(speeds=(0.5, 2.0), speed_fit='fit', **NO_SPATIAL)
   out = views_fn(aug, speed_pair=True, **FLAGS)(jax.random.key(3), x, n)
   assert set(out) == {'anchor', 'positive', 'speed_clip', 'speed'}
   speed = np.asarray(out['speed'])[:, None, None]

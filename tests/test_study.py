@@ -181,7 +181,7 @@ def test_form_rows_change_their_part_and_validate(tmp_path):
     c = study.row_config(base, row, 0, str(tmp_path))
     config_lib.validate(c)
     assert c.to_dict() != ref, row  # each form row differs from the mcc row
-  assert study.row_config(base, 'speed_clip', 0, '').augment.speed_fit == 'clip'
+  assert study.row_config(base, 'speed_fit', 0, '').augment.speed_fit == 'fit'
   assert study.row_config(base, 'neg_dsm', 0, '').mcc.negative_loss == 'dsm'
 
 
