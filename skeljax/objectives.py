@@ -244,6 +244,12 @@ def _fill_error(masked_mse, reference, target_scale: jax.Array) -> jax.Array:
   return jax.lax.stop_gradient(jnp.maximum(masked_mse(reference), floor))
 
 
+def _weighted_mean(per_entry: jax.Array, weight: jax.Array) -> jax.Array:
+  """Mean of per_entry over the entries `weight` (broadcast to its shape) selects."""
+  w = jnp.broadcast_to(weight, per_entry.shape)
+  return jnp.sum(per_entry * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
 def interpolation_loss(
   pred: jax.Array, target: jax.Array, dropped: jax.Array, reference: jax.Array | None = None
 ) -> jax.Array:
@@ -263,9 +269,7 @@ def interpolation_loss(
   weight = _dropped_weight(target, dropped)
 
   def masked_mse(a):
-    per_entry = jnp.mean(jnp.square(a - target), axis=-1)  # [B, M, T, V]
-    w = jnp.broadcast_to(weight, per_entry.shape)
-    return jnp.sum(per_entry * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return _weighted_mean(jnp.mean(jnp.square(a - target), axis=-1), weight)  # [B, M, T, V]
 
   loss = masked_mse(pred)
   if reference is None:
@@ -299,9 +303,7 @@ def motion_interpolation_loss(
   motion = diff(target)
 
   def masked_mse(a):
-    per_entry = jnp.mean(jnp.square(diff(a) - motion), axis=-1)  # [B, M, T-1, V]
-    w = jnp.broadcast_to(touched, per_entry.shape)
-    return jnp.sum(per_entry * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return _weighted_mean(jnp.mean(jnp.square(diff(a) - motion), axis=-1), touched)
 
   loss = masked_mse(pred)
   if reference is None:
