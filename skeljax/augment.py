@@ -31,7 +31,7 @@ from skeljax.transforms import need
 NEGATIVES = ('segment_shuffle', 'reverse', 'local_shuffle')
 NEGATIVE_SOURCES = ('positive', 'anchor', 'anchor_twin', 'anchor_shared')
 POSITIVE_WINDOWS = ('centred', 'own')
-SPEED_FITS = ('fit', 'clip')
+SPEED_FITS = ('fit', 'cap', 'clip')
 MAX_SPEED = 8.0  # a speed beyond 8x leaves too few source frames per output frame
 INTERP_DROPS = ('stride', 'random', 'span')
 INTERP_FILLS = ('linear', 'zero')
@@ -471,6 +471,24 @@ def fitted_windows(key, n, p: AugParams, frames: int):
   return (a_start, la), (s_start, ls), same, s / s_a
 
 
+def capped_window(start, length, n, frames: int):
+  """The window cut to the valid frames ('cap'): no longer than they allow, slid inside.
+
+  A window fits when every sample position of its `frames` output frames lies in
+  [0, n - 1] (as in fitted_windows). A longer one is shortened to the longest that fits,
+  keeping its centre as far as the valid frames allow: a speed-2 clip of a long crop plays
+  the whole sequence at a lower speed instead of holding its edge frame (the old 'clip'
+  window) or shortening the anchor ('fit'). Returns (start, length).
+  """
+  n = jnp.asarray(n, jnp.float32)
+  longest = jnp.maximum(n - 1.0, 0.0) * frames / (frames - 1)
+  capped = jnp.minimum(length, longest)
+  start = start + 0.5 * (length - capped)
+  lo = 0.5 - 0.5 * capped / frames
+  hi = jnp.maximum(n - 1.0 - capped * (1.0 - 1.0 / frames), 0.0) + lo
+  return jnp.clip(start, lo, hi), capped
+
+
 def _sample_views(
   key, x, n, *, p, layout, frames, speed_positive, broken_negative, interpolation, speed_pair=False
 ):
@@ -489,7 +507,12 @@ def _sample_views(
     elif speed_positive:  # the anchor's window centre, played at the sampled speed
       speed = transforms.sample_speed(k_pos, p.speeds, p.speed_range)
       s_start, s_length = transforms.speed_window(start, length, speed)
-    else:
+    if speed_positive and p.speed_fit == 'cap':
+      # The speed actually played: the window's length over its length at speed 1.
+      unscaled = s_length / speed
+      s_start, s_length = capped_window(s_start, s_length, n, frames)
+      speed = s_length / unscaled
+    if not speed_positive:
       speed = jnp.float32(1.0)
       s_start, s_length = same
   # The positive is the speed clip, or (speed_pair: RSPNet's two positives) the same-speed

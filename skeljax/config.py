@@ -136,7 +136,9 @@ def base_config() -> ml_collections.ConfigDict:
     # with the independent crop (relative rates ~0.34-2.93 for speeds {0.5, 2}). 'clip'
     # stays the default until the study says otherwise: on the view-2 proxy (seed 0, 320
     # steps) 'fit' cost 6.4 linear points (60.1 against 66.5; kNN-1 57.1 against 55.6),
-    # shortening the anchor to n / s (docs/results.md, issue #29's screen).
+    # shortening the anchor to n / s (docs/results.md, issue #29's screen). 'cap': the old
+    # window cut to the valid frames and slid inside (augment.capped_window): no held
+    # frame, the anchor untouched, the speed played at most the drawn one.
     speed_fit='clip',
     # Draw the anchor's speed too (speed_fit='fit'), independently of the positive's: the
     # relative speed is their ratio, and neither clip is always at the recorded rate.

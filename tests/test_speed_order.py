@@ -77,6 +77,32 @@ def test_fit_speed_clip_holds_no_frame_and_plays_at_the_speed_times_the_anchor_r
   assert _held_fraction(old(jax.random.key(1), x, n)['positive']) > 0.1
 
 
+def test_capped_speed_clip_holds_no_frame_and_keeps_the_anchor():
+  x, n = _linear_batch()
+  for window in ('centred', 'own'):
+    aug = aug_config(speeds=(2.0,), speed_fit='cap', positive_window=window, **NO_SPATIAL)
+    out = views_fn(aug, **FLAGS)(jax.random.key(1), x, n)
+    assert _held_fraction(out['positive']) == 0.0, window
+    speed = np.asarray(out['speed'])
+    # Cut to the valid frames: played faster than the crop, never faster than drawn.
+    assert (speed > 1.0 - 1e-5).all() and (speed <= 2.0 + 1e-5).all(), window
+    assert (speed < 2.0 - 1e-3).any(), window  # some windows did not fit at speed 2
+    old = views_fn(
+      aug_config(speeds=(2.0,), speed_fit='clip', positive_window=window, **NO_SPATIAL), **FLAGS
+    )
+    old = old(jax.random.key(1), x, n)
+    np.testing.assert_array_equal(out['anchor'], old['anchor'])  # the anchor is not shortened
+    if window == 'centred':  # the reported speed is the one played, relative to the anchor
+      np.testing.assert_allclose(
+        _rate(out['positive']), speed[:, None, None] * _rate(out['anchor']), atol=1e-5
+      )
+  # A window that fits is not touched: speed 0.5 reads as the old window does.
+  slow = dict(speeds=(0.5,), positive_window='centred', **NO_SPATIAL)
+  cap = views_fn(aug_config(speed_fit='cap', **slow), **FLAGS)(jax.random.key(2), x, n)
+  clip = views_fn(aug_config(speed_fit='clip', **slow), **FLAGS)(jax.random.key(2), x, n)
+  np.testing.assert_allclose(cap['positive'], clip['positive'], atol=1e-6)
+
+
 def test_independent_speeds_report_the_relative_speed_of_the_two_clips():
   x, n = _linear_batch()
   aug = aug_config(speeds=(0.5, 1.0, 2.0), independent_speeds=True, speed_fit='fit', **NO_SPATIAL)
