@@ -9,21 +9,27 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   mcc               MCC pretrain -> linear
   contrastive       SkeletonCLR baseline (same epochs) -> linear
   no_negative       MCC without the motion-broken negative -> linear
-  no_interp         MCC without interpolation -> linear
+  no_interp         MCC without interpolation -> linear (= mcc while interpolation is off)
   speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear;
                     only with --rows (the proxy study in docs/results.md has it)
   no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
-  Issue #29's forms, each against the mcc row (only with --rows):
+  Issue #29's old forms against the new defaults:
+  speed_clip        the old speed window (its own crop x speed, clipped: held edge frames)
+  neg_rank          the old broken clip (the positive's window, rank loss in the
+                    contrastive space) instead of the anchor's twin as a DSM hard negative
+  interp_stride     the old interpolation (every 2nd frame dropped, deep features,
+                    positions) switched on
+  interp_span       the new interpolation (4-8-frame spans, full-rate features, motion) on
+  Issue #29's other forms, each against the mcc row (only with --rows):
   speed_fit         the fitted speed window (no held frames, the exact relative speed)
   speed_gentle      log-uniform speeds in [0.7, 1.43] instead of {0.5, 2}
   speed_indep       anchor and positive at independent speeds (in fitted windows)
   speed_rsp         RSPNet: same-speed and speed clip both positive + relative-speed head
   speed_class       a speed-class head (playback-rate prediction)
   speed_noise       Gaussian noise (1 cm) on every view right after resampling
-  neg_twin          the broken clip on the anchor's window and augmentation (rank loss)
-  neg_dsm           the anchor's twin as a hard negative with gradient (DSM)
+  neg_twin          the anchor's twin through the old rank loss
   neg_late          the broken clip's loss on from half the run (curriculum)
   mcc_semi, contrastive_semi, scratch_semi
                     semi-supervised fine-tune on the config's label fractions (semi.fractions,
@@ -84,8 +90,16 @@ PRETRAIN_ROWS = {
   'speed_rsp': {'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
   'speed_class': {'mcc.speed_head': 'classify'},
   'speed_noise': {'augment.resample_noise_std': 0.01},
-  'neg_twin': {'augment.negative_source': 'anchor_twin'},
-  'neg_dsm': {'augment.negative_source': 'anchor_twin', 'mcc.negative_loss': 'dsm'},
+  'speed_clip': {'augment.speed_fit': 'clip'},
+  'neg_rank': {'augment.negative_source': 'positive', 'mcc.negative_loss': 'rank'},
+  'interp_stride': {'mcc.interpolation': True},
+  'interp_span': {
+    'mcc.interpolation': True,
+    'augment.interp_drop': 'span',
+    'mcc.decoder_tap': 'full',
+    'mcc.interp_target': 'motion',
+  },
+  'neg_twin': {'augment.negative_source': 'anchor_twin', 'mcc.negative_loss': 'rank'},
   'neg_late': {'mcc.negative_start': 0.5},
 }
 # Issue #29's rows: run only when named in --rows.
@@ -97,7 +111,6 @@ FORM_ROWS = (
   'speed_class',
   'speed_noise',
   'neg_twin',
-  'neg_dsm',
   'neg_late',
 )
 # Semi-supervised rows: the encoder each fine-tunes on the label fractions ('' = random).

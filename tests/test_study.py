@@ -103,9 +103,10 @@ def test_unknown_row_is_one_line_error(tmp_path):
 def test_a_row_equal_to_the_default_reuses_the_mcc_runs(tmp_path):
   base = config_lib.base_config()
   base.augment.negative = 'reverse'
-  assert study.mcc_aliases(base, study.ROWS) == {'neg_reverse': 'mcc'}
+  # Interpolation is off by default (issue #29), so no_interp is the mcc row too.
+  assert study.mcc_aliases(base, study.ROWS) == {'neg_reverse': 'mcc', 'no_interp': 'mcc'}
   base.augment.negative = 'segment_shuffle'
-  assert study.mcc_aliases(base, study.ROWS) == {'neg_shuffle': 'mcc'}
+  assert study.mcc_aliases(base, study.ROWS) == {'neg_shuffle': 'mcc', 'no_interp': 'mcc'}
   _fake_run(tmp_path / 'mcc' / 'seed0', 0, 70.0, knn1=60.0, wall=100.0)
   _fake_run(tmp_path / 'mcc' / 'seed1', 1, 72.0, knn1=62.0, wall=110.0)
   recs = study.summarize(str(tmp_path), ('mcc', 'neg_shuffle'), (0, 1), {'neg_shuffle': 'mcc'})
@@ -182,7 +183,41 @@ def test_form_rows_change_their_part_and_validate(tmp_path):
     config_lib.validate(c)
     assert c.to_dict() != ref, row  # each form row differs from the mcc row
   assert study.row_config(base, 'speed_fit', 0, '').augment.speed_fit == 'fit'
-  assert study.row_config(base, 'neg_dsm', 0, '').mcc.negative_loss == 'dsm'
+
+
+def test_old_form_rows_put_back_one_old_part_each(tmp_path):
+  base = config_lib.base_config()
+  mcc = study.row_config(base, 'mcc', 0, str(tmp_path))
+  assert (mcc.augment.speed_fit, mcc.augment.negative_source, mcc.mcc.negative_loss) == (
+    'cap',
+    'anchor_twin',
+    'dsm',
+  )
+  assert not mcc.mcc.interpolation
+  old = {
+    'speed_clip': {('augment', 'speed_fit'): 'clip'},
+    'neg_rank': {('augment', 'negative_source'): 'positive', ('mcc', 'negative_loss'): 'rank'},
+    'interp_stride': {('mcc', 'interpolation'): True},
+    'interp_span': {
+      ('mcc', 'interpolation'): True,
+      ('augment', 'interp_drop'): 'span',
+      ('mcc', 'decoder_tap'): 'full',
+      ('mcc', 'interp_target'): 'motion',
+    },
+  }
+  ref = mcc.to_dict()
+  for row, changed in old.items():
+    assert row in study.DEFAULT_ROWS, row
+    c = study.row_config(base, row, 0, str(tmp_path))
+    config_lib.validate(c)
+    got = c.to_dict()
+    diff = {
+      (sec, k): got[sec][k]
+      for sec in ('augment', 'mcc')
+      for k in got[sec]
+      if got[sec][k] != ref[sec][k]
+    }
+    assert diff == changed, row
 
 
 def test_semi_rows_share_the_subsets_and_table_each_fraction(tmp_path):
