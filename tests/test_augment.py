@@ -233,7 +233,12 @@ def test_make_views_shapes_flags_and_speeds():
   for k in ('anchor', 'positive', 'negative', 'interp_input', 'interp_target'):
     assert out[k].shape == (b, m, T, v, c) and out[k].dtype == jnp.float32
   assert out['interp_mask'].shape == (b, T) and out['speed'].shape == (b,)
-  assert set(np.asarray(out['speed']).tolist()) <= {0.5, 2.0}
+  # The capped window (the default) reports the speed it plays: a speed-2 window cut to the
+  # valid frames plays between 1 and 2; the old clipped window reports the drawn speed.
+  speed = np.asarray(out['speed'])
+  assert ((speed == 0.5) | ((speed >= 1.0) & (speed <= 2.0))).all()
+  clipped = views_fn(aug_config(speed_fit='clip'))(jax.random.key(0), x, n)
+  assert set(np.asarray(clipped['speed']).tolist()) <= {0.5, 2.0}
   base = views_fn(aug_config(), speed_positive=False, broken_negative=False, interpolation=False)(
     jax.random.key(0), x, n
   )
@@ -374,12 +379,16 @@ def test_extreme_views_get_the_extreme_set_and_the_others_only_the_normal_one(ex
   flags = dict(interpolation=False)
   wild = dict(rotate=(1.0, 1.0, 1.0), flip_prob=1.0, noise_std=0.1, shear=0.0, scale=(1.0, 1.0))
   tame = dict(wild, rotate=(0.0, 0.0, 0.0), flip_prob=0.0, noise_std=0.0)
-  out = views_fn(aug_config(extreme_views=extreme, **wild), **flags)(jax.random.key(5), x, n)
-  plain = views_fn(aug_config(**tame), **flags)(jax.random.key(5), x, n)
-  for view in ('anchor', 'positive', 'negative'):
-    same = np.array_equal(out[view], plain[view])
-    wanted = ('positive' if view == 'negative' else view) in extreme  # broken clip: positive's
-    assert same != wanted, view
+  # The broken clip gets the set of the view whose window it permutes: the positive's
+  # (negative_source='positive'), or the anchor's (its twin, the default).
+  for source, like in (('positive', 'positive'), ('anchor_twin', 'anchor')):
+    wild_aug = aug_config(extreme_views=extreme, negative_source=source, **wild)
+    out = views_fn(wild_aug, **flags)(jax.random.key(5), x, n)
+    plain = views_fn(aug_config(negative_source=source, **tame), **flags)(jax.random.key(5), x, n)
+    for view in ('anchor', 'positive', 'negative'):
+      same = np.array_equal(out[view], plain[view])
+      wanted = (like if view == 'negative' else view) in extreme
+      assert same != wanted, (view, source)
 
 
 def test_same_key_same_views_different_keys_differ():

@@ -222,13 +222,17 @@ def test_without_queue_negatives_the_steps_keys_are_the_only_negatives():
   _, _, _, state, _ = setup()
   batch = smooth_batch(seed=2)
   f = lambda **mcc: loss_fn(**mcc)(state.params, state.key_params, state, batch)[1]
-  _, _, _, joined = f(batch_negatives=True)
-  _, _, _, alone = f(batch_negatives=True, queue_negatives=False)
+  rank = dict(negative_loss='rank')  # the broken clip outside the InfoNCE
+  _, _, _, joined = f(batch_negatives=True, **rank)
+  _, _, _, alone = f(batch_negatives=True, queue_negatives=False, **rank)
   # The trained loss is then the in-batch read itself (same queries, keys and masks) ...
   assert float(alone['nce']) == pytest.approx(float(alone['nce_batch']), rel=1e-6)
   assert float(alone['acc']) == pytest.approx(float(alone['acc_batch']))
   # ... and below the loss with the queue's keys as negatives too.
   assert float(alone['nce']) < float(joined['nce'])
+  # DSM (the default) adds the reversed twins to that denominator: the loss rises above it.
+  _, _, _, dsm = f(batch_negatives=True, queue_negatives=False, negative_loss='dsm')
+  assert float(dsm['nce']) > float(dsm['nce_batch']) + 1e-4
 
 
 def test_shuffle_bn_restores_the_sample_order():
@@ -329,7 +333,7 @@ def test_classify_trains_the_order_head_and_only_then_holds_it():
 
 def span_config():
   """The tiny config with spans, the full-resolution decoder and the motion target."""
-  c = tiny_config()
+  c = tiny_config(interpolation=True)
   c.augment.interp_drop = 'span'
   c.mcc.decoder_tap = 'full'
   c.mcc.interp_target = 'motion'
