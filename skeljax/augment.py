@@ -426,6 +426,18 @@ def _view(key, x, n, start, length, *, p: AugParams, layout, frames: int, order=
   return transforms.spatial_augment(key, clip, layout=layout, mask=mask, **p.spatial(extreme))
 
 
+def _longest_fit(n, frames: int):
+  """The longest window whose `frames` sample positions (transforms.resample: p_i = start +
+  (i + 0.5) * length / frames - 0.5) all lie in [0, n - 1]: length * (1 - 1/frames) <= n - 1."""
+  return jnp.maximum(n - 1.0, 0.0) * frames / (frames - 1)
+
+
+def _fitting_starts(length, n, frames: int):
+  """The first and last start at which a window of `length` keeps its positions in [0, n - 1]."""
+  lo = 0.5 - 0.5 * length / frames
+  return lo, jnp.maximum(n - 1.0 - length * (1.0 - 1.0 / frames), 0.0) + lo
+
+
 def fitted_windows(key, n, p: AugParams, frames: int):
   """The anchor's and the speed clip's windows with an exact relative speed ('fit').
 
@@ -452,16 +464,10 @@ def fitted_windows(key, n, p: AugParams, frames: int):
   s = transforms.sample_speed(k_s, p.speeds, p.speed_range)
   s_a = transforms.sample_speed(k_a, p.speeds, p.speed_range) if p.independent_speeds else 1.0
   la, ls = base * s_a, base * s
-  longest = jnp.maximum(n - 1.0, 0.0) * frames / (frames - 1)
-  fit = jnp.minimum(1.0, longest / jnp.maximum(la, ls))
+  fit = jnp.minimum(1.0, _longest_fit(n, frames) / jnp.maximum(la, ls))
   la, ls = la * fit, ls * fit
-
-  def starts(length):  # the first and last start whose positions stay in [0, n - 1]
-    lo = 0.5 - 0.5 * length / frames
-    return lo, jnp.maximum(n - 1.0 - length * (1.0 - 1.0 / frames), 0.0) + lo
-
-  a_lo, a_hi = starts(la)
-  s_lo, s_hi = starts(ls)
+  a_lo, a_hi = _fitting_starts(la, n, frames)
+  s_lo, s_hi = _fitting_starts(ls, n, frames)
   a_start = a_lo + u[1] * (a_hi - a_lo)
   if p.positive_window == 'centred':
     s_start = jnp.clip(a_start + 0.5 * (la - ls), s_lo, s_hi)
@@ -475,18 +481,15 @@ def capped_window(start, length, n, frames: int):
   """The window cut to the valid frames ('cap'): no longer than they allow, slid inside.
 
   A window fits when every sample position of its `frames` output frames lies in
-  [0, n - 1] (as in fitted_windows). A longer one is shortened to the longest that fits,
-  keeping its centre as far as the valid frames allow: a speed-2 clip of a long crop plays
-  the whole sequence at a lower speed instead of holding its edge frame (the old 'clip'
-  window) or shortening the anchor ('fit'). Returns (start, length).
+  [0, n - 1] (the rule fitted_windows uses). A longer one is shortened to the longest that
+  fits, keeping its centre as far as the valid frames allow: a speed-2 clip of a long crop
+  plays the whole sequence at a lower speed instead of holding its edge frame (the old
+  'clip' window) or shortening the anchor ('fit'). Returns (start, length).
   """
   n = jnp.asarray(n, jnp.float32)
-  longest = jnp.maximum(n - 1.0, 0.0) * frames / (frames - 1)
-  capped = jnp.minimum(length, longest)
-  start = start + 0.5 * (length - capped)
-  lo = 0.5 - 0.5 * capped / frames
-  hi = jnp.maximum(n - 1.0 - capped * (1.0 - 1.0 / frames), 0.0) + lo
-  return jnp.clip(start, lo, hi), capped
+  capped = jnp.minimum(length, _longest_fit(n, frames))
+  lo, hi = _fitting_starts(capped, n, frames)
+  return jnp.clip(start + 0.5 * (length - capped), lo, hi), capped
 
 
 def _sample_views(

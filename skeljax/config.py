@@ -133,14 +133,13 @@ def base_config() -> ml_collections.ConfigDict:
     # where needed), so the relative speed is exactly the drawn one. 'clip' (before issue
     # #29): its own crop times the speed, clipped at the valid frames, so about 32% of a
     # speed-2 clip's frames were held copies of the edge frame and the speed compounded
-    # with the independent crop (relative rates ~0.34-2.93 for speeds {0.5, 2}). 'clip'
-    # stays the default until the study says otherwise: on the view-2 proxy (seed 0, 320
-    # steps) 'fit' cost 6.4 linear points (60.1 against 66.5; kNN-1 57.1 against 55.6),
-    # shortening the anchor to n / s (docs/results.md, issue #29's screen). 'cap' (the
-    # default since issue #29): the old window cut to the valid frames and slid inside
-    # (augment.capped_window): no held frame, the anchor keeps its crop, the speed played
-    # is at most the drawn one. On the proxy (seed 0, no interpolation) 'cap' gave 67.7 /
-    # 63.5 kNN-1 where the old window gave 66.5 / 55.6.
+    # with the independent crop (relative rates ~0.34-2.93 for speeds {0.5, 2}). On the
+    # view-2 proxy (seed 0, 320 steps) 'fit' cost 6.4 linear points against 'clip' (60.1
+    # against 66.5), shortening the anchor to n / s. 'cap' (the default since issue #29):
+    # the old window cut to the valid frames and slid inside (augment.capped_window): no
+    # held frame, the anchor keeps its crop, the speed played is at most the drawn one; on
+    # the same proxy (no interpolation) it gave 67.7 / 63.5 kNN-1 where 'clip' gave 66.5 /
+    # 55.6 (docs/results.md, issue #29's screens).
     speed_fit='cap',
     # Draw the anchor's speed too (speed_fit='fit'), independently of the positive's: the
     # relative speed is their ratio, and neither clip is always at the recorded rate.
