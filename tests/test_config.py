@@ -43,7 +43,7 @@ def test_load_config_by_name_path_and_path_with_arg(tmp_path, monkeypatch):
   assert tiny.data.frames == 16 and tiny.name == 'demo'
   assert config_lib.load_config(REPO / 'configs' / 'demo.py', 'tiny') == tiny
   assert config_lib.load_config('configs/demo.py:tiny') == tiny  # as --config= takes it
-  assert config_lib.load_config('demo').data.frames == 32  # no arg: get_config()
+  assert config_lib.load_config('demo').data.frames == 24  # no arg: get_config()
   mine = tmp_path / 'mine.py'
   mine.write_text(
     'from skeljax import config\n'
@@ -55,6 +55,18 @@ def test_load_config_by_name_path_and_path_with_arg(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   assert config_lib.load_config('mine.py').name == 'mine'
   assert config_lib.load_config(str(mine), 'other').name == 'other'
+
+
+def test_demo_parts_switches_on_each_part_that_has_its_own_signal():
+  demo, parts = config_lib.load_config('demo'), config_lib.load_config('demo:parts')
+  for c in (demo, parts, config_lib.load_config('demo:parts,tiny')):
+    config_lib.validate(c)
+  assert (demo.mcc.speed_head, demo.mcc.interpolation) == ('off', False)
+  assert (parts.mcc.speed_head, parts.mcc.interpolation) == ('classify', True)
+  assert (parts.augment.interp_drop, parts.mcc.decoder_tap) == ('span', 'full')
+  # Only those parts differ: the rest is the demo's recipe.
+  for section in ('data', 'pretrain', 'linear'):
+    assert parts[section] == demo[section]
 
 
 @pytest.mark.parametrize('path', ['nosuchconfig', 'configs/nosuch.py', '/tmp/nope/x.py:tiny'])
