@@ -11,7 +11,8 @@ Expected result (2-core CPU): the linear probe on the MCC-pretrained encoder
 beats the same probe on a random-init encoder by 14-26 points (seeds 0-2: +25.9,
 +13.6, +25.5), the loss falls and the kNN monitor ends above its step-0
 (random-init) value; the numbers are in runs/demo/results.md and the curves in
-runs/demo/plots/pretrain_curves.png (the demo table in docs/results.md has the last measured values).
+runs/demo/plots/pretrain_curves.png (the demo table in docs/results.md has the last
+measured values).
 
 `--config=configs/demo.py:parts` also switches on the MCC parts that issue #29's
 study leaves off (the speed-class head; span interpolation decoded at full frame
