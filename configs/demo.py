@@ -38,7 +38,7 @@ def get_config(arg=None):
   # split, docs/results.md): the same samples as 32 frames at batch 64, twice the updates,
   # 23% less compute per step, so install + data + pretraining + both probes fit in 5 min.
   c.data.frames = 24
-  c.mcc.queue_size = 512  # below the 600 training sequences
+  c.mcc.queue_size = 512  # below the 588 training sequences
   # A demo's few hundred steps are too short for a queue: its keys are up to 8 steps older
   # than the positive, and while the learning rate is high the positive wins by being fresh, so the
   # queue's InfoNCE rises while the encoder learns. The step's own keys as the only
