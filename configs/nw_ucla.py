@@ -11,9 +11,10 @@ Expected result (docs/results.md, with the audit, the view-2 validation proxy an
 command of each row): before issue #28 (60 epochs, the old defaults), three seeds on the
 test view gave MCC 76.9 +- 2.5% linear against 81.5 +- 2.2% for its contrastive baseline
 (`--config.objective=contrastive`); with the 200-epoch defaults the baseline reaches
-86.5 +- 1.9% (issue #28) and MCC with issue #29's defaults 83.2% linear / 85.1% kNN-1 on
-seed 0 (64 min pretrain + linear on a 2-core CPU; seeds 1-2 being measured); the encoder
-fine-tuned on 10% of the labels 77.8% against 69.2% from scratch (seed 0).
+86.5 +- 1.9% (issue #28; 85.6 +- 1.3% rerun on the same code and host as MCC) and MCC
+with issue #29's defaults 83.5 +- 1.6% linear / 84.1 +- 1.0% kNN-1 (three seeds; 64 min
+pretrain + linear on a 2-core CPU); fine-tuned on 10% of the labels, MCC's encoder 73.3 +-
+4.6%, the baseline's 75.1 +- 4.8%, the same encoder from scratch 62.4 +- 7.1%.
 Published frozen-encoder references: P&C ~84-86%, Skeleton Cloud Colorization ~90%;
 supervised GCNs ~96-97%.
 """
