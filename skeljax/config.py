@@ -16,7 +16,7 @@ import ml_collections
 STAGES = ('pretrain', 'linear', 'knn', 'finetune', 'semi', 'scratch', 'ensemble')
 OBJECTIVES = ('mcc', 'contrastive')
 NEGATIVE_LOSSES = ('rank', 'classify', 'infonce', 'dsm')
-SPEED_FORMS = ('positive', 'both')
+SPEED_FORMS = ('positive', 'both', 'head')
 SPEED_HEADS = ('off', 'relative', 'classify')
 DECODER_TAPS = ('deep', 'full')  # mcc.decoder_tap
 INTERP_TARGETS = ('position', 'motion')  # mcc.interp_target
@@ -324,11 +324,14 @@ def base_config() -> ml_collections.ConfigDict:
     # The speed clip's role. 'positive': it is the only positive (MCC's form). 'both' (RSPNet,
     # RVTCLR): a same-speed clip and the speed clip are both positives of the instance
     # task (the InfoNCE averaged over the two), so the instance head learns speed
-    # invariance while a speed head (speed_head) learns the speed itself.
+    # invariance while a speed head (speed_head) learns the speed itself. 'head' (pace /
+    # playback-rate prediction beside the instance task): the same-speed clip is the only
+    # positive, and the speed clip feeds the speed head alone (it needs one), so the
+    # instance space is never asked to be speed-invariant.
     speed_form='positive',
     # A head that learns the speed. 'relative' (RSPNet's relative-speed perception, needs
-    # speed_form='both'): its own projection g; the anchor must be closer to the same-speed
-    # clip than to the speed clip by speed_margin (cosine in g's space). 'classify'
+    # speed_form='both' or 'head'): its own projection g; the anchor must be closer to the
+    # same-speed clip than to the speed clip by speed_margin (cosine in g's space). 'classify'
     # (playback-rate / pace prediction): a small head on the anchor's and the speed clip's
     # features classifies their log relative speed into speed_classes bins. 'off': none.
     speed_head='off',
@@ -626,9 +629,14 @@ def _validate_speed(config) -> None:
     'but mcc.speed_positive=False',
   )
   _check(
-    m.speed_head != 'relative' or m.speed_form == 'both',
+    m.speed_head != 'relative' or m.speed_form in ('both', 'head'),
     "mcc.speed_head='relative' compares a same-speed clip with the speed clip: it needs "
-    "mcc.speed_form='both'",
+    "mcc.speed_form='both' or 'head'",
+  )
+  _check(
+    m.speed_form != 'head' or m.speed_head != 'off',
+    "mcc.speed_form='head' feeds the speed clip to the speed head alone: give "
+    "mcc.speed_head='relative' or 'classify'",
   )
   if m.speed_head == 'classify':
     from skeljax import pretrain

@@ -17,9 +17,10 @@
    encoder's features to tell the anchor from the broken clip. mcc.negative_start delays
    the broken clip's term to a fraction of the run.)
   (mcc.speed_form='both': a same-speed clip and the speed clip are both positives, the
-   InfoNCE averaged over the two (RSPNet, RVTCLR); mcc.speed_head adds + speed_weight *
-   a relative-speed margin loss in its own projection ('relative') or a speed-class
-   cross-entropy ('classify').)
+   InfoNCE averaged over the two (RSPNet, RVTCLR); 'head': the same-speed clip is the
+   only positive and the speed clip feeds the speed head alone (pace prediction);
+   mcc.speed_head adds + speed_weight * a relative-speed margin loss in its own projection
+   ('relative') or a speed-class cross-entropy ('classify').)
 
 What keeps the objective honest (each a `config.mcc` field, see skeljax/config.py):
   * the key encoder's EMA rate follows the run length (`momentum`, `ema_fraction`,
@@ -114,8 +115,12 @@ def speed_head(config) -> str:
 
 
 def speed_pair(config) -> bool:
-  """Whether a same-speed clip and the speed clip are both positives (RSPNet's form)."""
-  return switches(config)['speed_positive'] and config.mcc.get('speed_form') == 'both'
+  """Whether the views hold a same-speed positive beside the speed clip.
+
+  mcc.speed_form 'both' (RSPNet's form: both are positives of the instance task) or
+  'head' (the speed clip feeds the speed head alone).
+  """
+  return switches(config)['speed_positive'] and config.mcc.get('speed_form') in ('both', 'head')
 
 
 def log_speed_range(aug) -> tuple[float, float]:
@@ -440,7 +445,7 @@ def step_loss(
     batch_valid=batch_valid,
     **hard,
   )
-  if pair:  # RSPNet: the speed clip is a positive too, against the same negatives
+  if pair and m.speed_form == 'both':  # RSPNet: the speed clip is a positive too
     nce_speed, speed_parts = objectives.info_nce(
       q[:b],
       keys[1],

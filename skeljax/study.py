@@ -28,6 +28,8 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   speed_indep       anchor and positive at independent speeds (in fitted windows)
   speed_rsp         RSPNet: same-speed and speed clip both positive + relative-speed head
   speed_class       a speed-class head (playback-rate prediction)
+  speed_pace        the same-speed clip the only positive, the speed clip in a speed-class
+                    head alone (pace prediction beside a speed-agnostic instance task)
   speed_noise       Gaussian noise (1 cm) on every view right after resampling
   neg_twin          the anchor's twin through the old rank loss
   neg_late          the broken clip's loss on from half the run (curriculum)
@@ -89,6 +91,7 @@ PRETRAIN_ROWS = {
   'speed_indep': {'augment.speed_fit': 'fit', 'augment.independent_speeds': True},
   'speed_rsp': {'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
   'speed_class': {'mcc.speed_head': 'classify'},
+  'speed_pace': {'mcc.speed_form': 'head', 'mcc.speed_head': 'classify'},
   'speed_noise': {'augment.resample_noise_std': 0.01},
   'speed_clip': {'augment.speed_fit': 'clip'},
   'neg_rank': {'augment.negative_source': 'positive', 'mcc.negative_loss': 'rank'},
@@ -109,6 +112,7 @@ FORM_ROWS = (
   'speed_indep',
   'speed_rsp',
   'speed_class',
+  'speed_pace',
   'speed_noise',
   'neg_twin',
   'neg_late',

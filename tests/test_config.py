@@ -160,7 +160,12 @@ def test_validate_rejects_impossible_values(field, value, message):
 @pytest.mark.parametrize(
   'fields,message',
   [
-    ({'mcc.speed_head': 'relative'}, "needs mcc.speed_form='both'"),
+    ({'mcc.speed_head': 'relative'}, "needs mcc.speed_form='both' or 'head'"),
+    ({'mcc.speed_form': 'head'}, "give mcc.speed_head='relative' or 'classify'"),
+    (
+      {'mcc.speed_form': 'head', 'mcc.speed_head': 'classify', 'mcc.speed_positive': False},
+      'speed_positive=False',
+    ),
     ({'mcc.speed_form': 'both', 'mcc.speed_positive': False}, 'speed_positive=False'),
     ({'mcc.speed_head': 'classify', 'mcc.speed_positive': False}, 'speed_positive=False'),
     ({'mcc.speed_head': 'classify', 'augment.speeds': (2.0,)}, 'more than one relative'),

@@ -219,6 +219,8 @@ def _moved(new, old):
   [
     dict(speed_form='both', speed_head='relative'),
     dict(speed_head='classify'),
+    dict(speed_form='head', speed_head='classify'),
+    dict(speed_form='head', speed_head='relative'),
   ],
 )
 def test_speed_heads_train_and_report_their_accuracy(mcc):
@@ -261,3 +263,22 @@ def test_the_rank_loss_waits_for_its_curriculum_start():
   _, off = _loss_and_grads(**common, negative_start=0.5)
   np.testing.assert_allclose(float(off['loss']), float(off['nce']), rtol=1e-6)
   assert float(on['loss']) > float(on['nce'])
+
+
+def test_the_pace_form_keeps_the_speed_clip_out_of_the_instance_task():
+  """speed_form='head': the same views and keys as 'both', the speed clip's InfoNCE left out.
+
+  'both' averages the InfoNCE of the same-speed positive with the speed clip's; 'head'
+  keeps the first alone (same positive keys: the in-batch terms agree), and adds only the
+  speed head's loss.
+  """
+  common = dict(interpolation=False, broken_negative=False, speed_head='classify')
+  grads, pace = _loss_and_grads(**common, speed_form='head')
+  _, both = _loss_and_grads(**common, speed_form='both')
+  np.testing.assert_allclose(float(pace['nce_batch']), float(both['nce_batch']), rtol=1e-6)
+  assert 'acc_speed_clip' not in pace and 'acc_speed_clip' in both
+  assert abs(float(pace['nce']) - float(both['nce'])) > 1e-3 * float(both['nce'])
+  np.testing.assert_allclose(
+    float(pace['loss']), float(pace['nce']) + 0.1 * float(pace['speed']), rtol=1e-5
+  )
+  assert _moved(grads['speed_head'], jax.tree.map(jnp.zeros_like, grads['speed_head'])) > 0
