@@ -15,10 +15,10 @@ runs/demo/plots/pretrain_curves.png (the demo table in docs/results.md has the l
 measured values).
 
 `--config=configs/demo.py:parts` also switches on the MCC parts that issue #29's
-study leaves off (the speed-class head; span interpolation decoded at full frame
-rate, predicting motion), so each part's own signal is on the curves: the
-speed head's accuracy, and the interpolation error as a fraction of the linear
-fill's. `--config=configs/demo.py:tiny` is the seconds-long smoke version the
+study leaves off (the speed-changed positive with a speed-class head; span
+interpolation decoded at full frame rate, predicting motion), so each part's own
+signal is on the curves: the speed head's accuracy, and the interpolation error as
+a fraction of the linear fill's. `--config=configs/demo.py:tiny` is the seconds-long smoke version the
 tests run.
 """
 
@@ -61,6 +61,7 @@ def get_config(arg=None):
   c.linear.batch_size = 64
   c.linear.lr = 0.5
   if variant == 'parts':
+    c.mcc.speed_positive = True  # the speed-changed positive, for the speed head
     c.mcc.speed_head = 'classify'  # which speed the positive plays, from its features
     c.mcc.interpolation = True
     c.augment.interp_drop = 'span'  # 4-8 frame gaps a straight line cannot restore
@@ -74,4 +75,6 @@ def get_config(arg=None):
     c.mcc.queue_negatives = True
     c.data.config = 'tiny'
     c.data.persons = 1
+    # The step tests exercise every view the step can make, the speed clip included.
+    c.mcc.speed_positive = True
   return c

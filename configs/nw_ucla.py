@@ -12,9 +12,12 @@ command of each row): before issue #28 (60 epochs, the old defaults), three seed
 test view gave MCC 76.9 +- 2.5% linear against 81.5 +- 2.2% for its contrastive baseline
 (`--config.objective=contrastive`); with the 200-epoch defaults the baseline reaches
 86.5 +- 1.9% (issue #28; 85.6 +- 1.3% rerun on the same code and host as MCC) and MCC
-with issue #29's defaults 83.5 +- 1.6% linear / 84.1 +- 1.0% kNN-1 (three seeds; 64 min
-pretrain + linear on a 2-core CPU); fine-tuned on 10% of the labels, MCC's encoder 73.3 +-
-4.6%, the baseline's 75.1 +- 4.8%, the same encoder from scratch 62.4 +- 7.1%.
+with issue #29's defaults (the anchor's twin, time-reversed, as a DSM hard negative; no
+speed-changed positive, no interpolation) 86.5 +- 1.6% linear / 82.2 +- 1.5% kNN-1 (three
+seeds; about 70 min pretrain + linear on a 2-core CPU); with the speed positive on (the
+default before the switch) 83.5 +- 1.6% / 84.1 +- 1.0%. Fine-tuned on 10% of the labels:
+the speed-positive MCC's encoder 73.3 +- 4.6%, the baseline's 75.1 +- 4.8%, the same encoder
+from scratch 62.4 +- 7.1%.
 Published frozen-encoder references: P&C ~84-86%, Skeleton Cloud Colorization ~90%;
 supervised GCNs ~96-97%.
 """

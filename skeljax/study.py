@@ -8,11 +8,14 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
 
   mcc               MCC pretrain -> linear
   contrastive       SkeletonCLR baseline (same epochs) -> linear
-  no_negative       MCC without the motion-broken negative -> linear
+  no_negative       MCC without the motion-broken negative -> linear (= contrastive while
+                    the broken clip is MCC's only part on by default)
   no_interp         MCC without interpolation -> linear (= mcc while interpolation is off)
   speed_only        MCC's speed positive alone (no negative, no interpolation) -> linear;
                     only with --rows (the proxy study in docs/results.md has it)
   no_speed          MCC with a same-speed positive (its own crop, as the baseline's) -> linear
+                    (= mcc since issue #29: the default leaves the speed positive off)
+  speed_positive    MCC with the speed-changed positive (the default before issue #29)
   neg_shuffle       MCC with the segment-shuffled clip as its broken negative -> linear
   neg_reverse       MCC with the time-reversed clip as its broken negative -> linear
   Issue #29's old forms against the new defaults:
@@ -22,7 +25,8 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   interp_stride     the old interpolation (every 2nd frame dropped, deep features,
                     positions) switched on
   interp_span       the new interpolation (4-8-frame spans, full-rate features, motion) on
-  Issue #29's other forms, each against the mcc row (only with --rows):
+  Issue #29's other forms, each against the speed_positive row (only with --rows; each
+  speed form switches the speed positive on):
   speed_fit         the fitted speed window (no held frames, the exact relative speed)
   speed_gentle      log-uniform speeds in [0.7, 1.43] instead of {0.5, 2}
   speed_indep       anchor and positive at independent speeds (in fitted windows)
@@ -33,10 +37,10 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   speed_noise       Gaussian noise (1 cm) on every view right after resampling
   neg_twin          the anchor's twin through the old rank loss
   neg_late          the broken clip's loss on from half the run (curriculum)
-  mcc_semi, contrastive_semi, scratch_semi
+  mcc_semi, contrastive_semi, speed_positive_semi, scratch_semi
                     semi-supervised fine-tune on the config's label fractions (semi.fractions,
-                    1% and 10%) from row mcc's / row contrastive's encoder / random init,
-                    on the same class-balanced subsets (drawn from the seed)
+                    1% and 10%) from row mcc's / contrastive's / speed_positive's encoder /
+                    random init, on the same class-balanced subsets (drawn from the seed)
   contrastive_time  the baseline given MCC's pretraining wall time (more epochs: the
                     ratio of the two rows' fastest runs over the seeds) -> linear
   random            random-init encoder -> linear
@@ -49,8 +53,9 @@ a killed study resumes where it stopped and finished runs are skipped. Rows:
   contrastive_3s, mcc_3s   joint + motion + bone, the field's "3s" number
   The stream and ensemble rows run only with --rows; an ensemble row needs its members.
 
-A row whose config equals the mcc row's (neg_reverse while the default negative is the
-reversed clip) is not trained twice: the table lists it as "neg_reverse (= mcc)".
+A row that trains what row mcc or row contrastive trains (neg_reverse while the default
+negative is the reversed clip; no_speed while the speed positive is off; MCC with every part
+off is the baseline) is not trained twice: the table lists it as "neg_reverse (= mcc)".
 Every pretraining row also reports kNN. The table (mean ± std over seeds of
 top-1, kNN-1, pretrain wall time, and top-1 on the time-reversed class pairs of
 `config.data.reversed_pairs` apart from the other classes) goes to
@@ -77,23 +82,27 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Study folder.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds, comma-separated.')
 _ROWS = flags.DEFINE_list('rows', None, 'Rows to run (default: every row but speed_only).')
 
+# The speed positive is off by default since issue #29 (docs/results.md): the rows that
+# measure a speed form switch it back on.
+SPEED = {'mcc.speed_positive': True}
 PRETRAIN_ROWS = {
   'mcc': {},
   'contrastive': {'objective': 'contrastive'},
   'no_negative': {'mcc.broken_negative': False},
   'no_interp': {'mcc.interpolation': False},
-  'speed_only': {'mcc.broken_negative': False, 'mcc.interpolation': False},
+  'speed_only': {**SPEED, 'mcc.broken_negative': False, 'mcc.interpolation': False},
   'no_speed': {'mcc.speed_positive': False},
+  'speed_positive': SPEED,
   'neg_shuffle': {'augment.negative': 'segment_shuffle'},
   'neg_reverse': {'augment.negative': 'reverse'},
-  'speed_fit': {'augment.speed_fit': 'fit'},
-  'speed_gentle': {'augment.speed_range': (0.7, 1.43)},
-  'speed_indep': {'augment.speed_fit': 'fit', 'augment.independent_speeds': True},
-  'speed_rsp': {'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
-  'speed_class': {'mcc.speed_head': 'classify'},
-  'speed_pace': {'mcc.speed_form': 'head', 'mcc.speed_head': 'classify'},
-  'speed_noise': {'augment.resample_noise_std': 0.01},
-  'speed_clip': {'augment.speed_fit': 'clip'},
+  'speed_fit': {**SPEED, 'augment.speed_fit': 'fit'},
+  'speed_gentle': {**SPEED, 'augment.speed_range': (0.7, 1.43)},
+  'speed_indep': {**SPEED, 'augment.speed_fit': 'fit', 'augment.independent_speeds': True},
+  'speed_rsp': {**SPEED, 'mcc.speed_form': 'both', 'mcc.speed_head': 'relative'},
+  'speed_class': {**SPEED, 'mcc.speed_head': 'classify'},
+  'speed_pace': {**SPEED, 'mcc.speed_form': 'head', 'mcc.speed_head': 'classify'},
+  'speed_noise': {**SPEED, 'augment.resample_noise_std': 0.01},
+  'speed_clip': {**SPEED, 'augment.speed_fit': 'clip'},
   'neg_rank': {'augment.negative_source': 'positive', 'mcc.negative_loss': 'rank'},
   'interp_stride': {'mcc.interpolation': True},
   'interp_span': {
@@ -118,7 +127,12 @@ FORM_ROWS = (
   'neg_late',
 )
 # Semi-supervised rows: the encoder each fine-tunes on the label fractions ('' = random).
-SEMI_ROWS = {'mcc_semi': 'mcc', 'contrastive_semi': 'contrastive', 'scratch_semi': ''}
+SEMI_ROWS = {
+  'mcc_semi': 'mcc',
+  'contrastive_semi': 'contrastive',
+  'speed_positive_semi': 'speed_positive',
+  'scratch_semi': '',
+}
 STREAM_ROWS = {
   f'{objective}_{stream}': {**PRETRAIN_ROWS[objective], 'data.stream': stream}
   for objective in ('mcc', 'contrastive')
@@ -190,16 +204,38 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
   return c
 
 
-def mcc_aliases(base, rows) -> dict[str, str]:
-  """Pretraining rows whose config is the mcc row's (e.g. `neg_reverse` when the default
-  negative is the reversed clip): {row: 'mcc'}. They are not trained again; the table
-  shows the mcc row's runs under their name."""
-  ref = row_config(base, 'mcc', 0, '').to_dict()
-  return {
-    r: 'mcc'
-    for r in rows
-    if r in PRETRAIN_ROWS and r != 'mcc' and row_config(base, r, 0, '').to_dict() == ref
-  }
+def _trained(config) -> dict:
+  """What a pretraining row trains: its config with MCC's switches read as the step reads
+  them (the baseline is MCC with every part off, pretrain.switches)."""
+  d = config.to_dict()
+  if d['objective'] == 'contrastive':
+    d['objective'] = 'mcc'
+    d['mcc'].update(speed_positive=False, broken_negative=False, interpolation=False)
+  return d
+
+
+def row_aliases(base, rows) -> dict[str, str]:
+  """Pretraining rows that train what row mcc or row contrastive trains: {row: that row}.
+
+  E.g. `neg_reverse` when the default negative is the reversed clip, `no_speed` while
+  the speed positive is off, `no_negative` when the broken clip is MCC's only part left
+  on. They are not trained again; the table shows the reused row's runs under their name.
+  """
+  refs = {ref: _trained(row_config(base, ref, 0, '')) for ref in ('mcc', 'contrastive')}
+  out = {}
+  for r in rows:
+    if r not in PRETRAIN_ROWS or r in refs:
+      continue
+    mine = _trained(row_config(base, r, 0, ''))
+    same = [ref for ref, d in refs.items() if d == mine]
+    if same:
+      out[r] = same[0]
+  # A semi-supervised row whose encoder row is reused is that row's semi row.
+  semi_of = {src: row for row, src in SEMI_ROWS.items() if src}
+  for r in rows:
+    if SEMI_ROWS.get(r) in out:
+      out[r] = semi_of[out[SEMI_ROWS[r]]]
+  return out
 
 
 def _load(path: str) -> dict | None:
@@ -266,7 +302,7 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
 def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[dict]:
   """One record per row: mean/std of top-1, kNN-1 and pretraining wall time over seeds.
 
-  `aliases` maps a row to the row whose runs it reuses (see mcc_aliases).
+  `aliases` maps a row to the row whose runs it reuses (see row_aliases).
   """
   aliases = aliases or {}
   out = []
@@ -387,9 +423,9 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
   for row in rows:
     if row not in ROWS:
       raise ValueError(f'unknown study row {row!r}; rows are {", ".join(ROWS)}')
-  aliases = mcc_aliases(base, rows)
+  aliases = row_aliases(base, rows)
   for row, src in aliases.items():
-    print(f'study: {row} is the {src} row (the shipped default); its runs are reused', flush=True)
+    print(f'study: {row} trains what row {src} trains; its runs are reused', flush=True)
   for seed in seeds:
     for row in rows:
       if row in aliases:

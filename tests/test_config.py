@@ -61,8 +61,16 @@ def test_demo_parts_switches_on_each_part_that_has_its_own_signal():
   demo, parts = config_lib.load_config('demo'), config_lib.load_config('demo:parts')
   for c in (demo, parts, config_lib.load_config('demo:parts,tiny')):
     config_lib.validate(c)
-  assert (demo.mcc.speed_head, demo.mcc.interpolation) == ('off', False)
-  assert (parts.mcc.speed_head, parts.mcc.interpolation) == ('classify', True)
+  assert (demo.mcc.speed_positive, demo.mcc.speed_head, demo.mcc.interpolation) == (
+    False,
+    'off',
+    False,
+  )
+  assert (parts.mcc.speed_positive, parts.mcc.speed_head, parts.mcc.interpolation) == (
+    True,
+    'classify',
+    True,
+  )
   assert (parts.augment.interp_drop, parts.mcc.decoder_tap) == ('span', 'full')
   # Only those parts differ: the rest is the demo's recipe.
   for section in ('data', 'pretrain', 'linear'):
@@ -157,18 +165,21 @@ def test_validate_rejects_impossible_values(field, value, message):
     config_lib.validate(c)
 
 
+SPEED = {'mcc.speed_positive': True}  # off by default since issue #29
+
+
 @pytest.mark.parametrize(
   'fields,message',
   [
-    ({'mcc.speed_head': 'relative'}, "needs mcc.speed_form='both' or 'head'"),
-    ({'mcc.speed_form': 'head'}, "give mcc.speed_head='relative' or 'classify'"),
+    ({**SPEED, 'mcc.speed_head': 'relative'}, "needs mcc.speed_form='both' or 'head'"),
+    ({**SPEED, 'mcc.speed_form': 'head'}, "give mcc.speed_head='relative' or 'classify'"),
     (
       {'mcc.speed_form': 'head', 'mcc.speed_head': 'classify', 'mcc.speed_positive': False},
       'speed_positive=False',
     ),
     ({'mcc.speed_form': 'both', 'mcc.speed_positive': False}, 'speed_positive=False'),
-    ({'mcc.speed_head': 'classify', 'mcc.speed_positive': False}, 'speed_positive=False'),
-    ({'mcc.speed_head': 'classify', 'augment.speeds': (2.0,)}, 'more than one relative'),
+    ({'mcc.speed_head': 'classify'}, r'speed_positive=False \(set it to True\)'),  # the default
+    ({**SPEED, 'mcc.speed_head': 'classify', 'augment.speeds': (2.0,)}, 'more than one relative'),
     ({'mcc.negative_start': 0.3, 'mcc.broken_negative': False}, 'broken_negative=False'),
     ({'augment.independent_speeds': True, 'augment.speed_fit': 'clip'}, "speed_fit='fit'"),
   ],
@@ -255,7 +266,14 @@ def _main(*args):
     (['--config=configs/demo.py', '--config.augment.speed_range=(0.5,12.0)'], 'speed_range'),
     (['--config=configs/demo.py', '--config.mcc.speed_margin=-1'], 'mcc.speed_margin'),
     (['--config=configs/demo.py', '--config.mcc.negative_start=1.5'], 'mcc.negative_start'),
-    (['--config=configs/demo.py', '--config.mcc.speed_head=relative'], "speed_form='both'"),
+    (
+      [
+        '--config=configs/demo.py',
+        '--config.mcc.speed_positive=True',
+        '--config.mcc.speed_head=relative',
+      ],
+      "speed_form='both'",
+    ),
     (
       [
         '--config=configs/demo.py',  # T = 32: a span fits in frames 1..30

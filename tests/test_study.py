@@ -100,13 +100,24 @@ def test_unknown_row_is_one_line_error(tmp_path):
   assert r.stderr.strip().splitlines()[-1].startswith('skeljax: error: unknown rows')
 
 
-def test_a_row_equal_to_the_default_reuses_the_mcc_runs(tmp_path):
+def test_a_row_that_trains_what_mcc_or_the_baseline_trains_reuses_its_runs(tmp_path):
   base = config_lib.base_config()
   base.augment.negative = 'reverse'
-  # Interpolation is off by default (issue #29), so no_interp is the mcc row too.
-  assert study.mcc_aliases(base, study.ROWS) == {'neg_reverse': 'mcc', 'no_interp': 'mcc'}
+  # Interpolation and the speed positive are off by default (issue #29): no_interp and
+  # no_speed are the mcc row; without the broken clip MCC is the baseline.
+  same = {'no_interp': 'mcc', 'no_speed': 'mcc', 'no_negative': 'contrastive'}
+  assert study.row_aliases(base, study.ROWS) == {'neg_reverse': 'mcc', **same}
   base.augment.negative = 'segment_shuffle'
-  assert study.mcc_aliases(base, study.ROWS) == {'neg_shuffle': 'mcc', 'no_interp': 'mcc'}
+  assert study.row_aliases(base, study.ROWS) == {'neg_shuffle': 'mcc', **same}
+  # With the speed positive on (the default before #29), speed_positive is the mcc row,
+  # its semi row is mcc_semi, and no_negative (speed_only's parts) is not the baseline.
+  base.mcc.speed_positive = True
+  assert study.row_aliases(base, study.ROWS) == {
+    'neg_shuffle': 'mcc',
+    'no_interp': 'mcc',
+    'speed_positive': 'mcc',
+    'speed_positive_semi': 'mcc_semi',
+  }
   _fake_run(tmp_path / 'mcc' / 'seed0', 0, 70.0, knn1=60.0, wall=100.0)
   _fake_run(tmp_path / 'mcc' / 'seed1', 1, 72.0, knn1=62.0, wall=110.0)
   recs = study.summarize(str(tmp_path), ('mcc', 'neg_shuffle'), (0, 1), {'neg_shuffle': 'mcc'})
@@ -193,9 +204,10 @@ def test_old_form_rows_put_back_one_old_part_each(tmp_path):
     'anchor_twin',
     'dsm',
   )
-  assert not mcc.mcc.interpolation
+  assert not (mcc.mcc.interpolation or mcc.mcc.speed_positive)
   old = {
-    'speed_clip': {('augment', 'speed_fit'): 'clip'},
+    'speed_positive': {('mcc', 'speed_positive'): True},
+    'speed_clip': {('augment', 'speed_fit'): 'clip', ('mcc', 'speed_positive'): True},
     'neg_rank': {('augment', 'negative_source'): 'positive', ('mcc', 'negative_loss'): 'rank'},
     'interp_stride': {('mcc', 'interpolation'): True},
     'interp_span': {
@@ -226,6 +238,8 @@ def test_semi_rows_share_the_subsets_and_table_each_fraction(tmp_path):
   assert mcc.stages == ('semi',) and mcc.init_from == str(tmp_path / 'mcc' / 'seed1')
   con = study.row_config(base, 'contrastive_semi', 1, str(tmp_path))
   assert con.init_from == str(tmp_path / 'contrastive' / 'seed1')
+  speed = study.row_config(base, 'speed_positive_semi', 1, str(tmp_path))
+  assert speed.init_from == str(tmp_path / 'speed_positive' / 'seed1')
   assert study.row_config(base, 'scratch_semi', 1, str(tmp_path)).init_from == 'random'
   for row, (one, ten) in (('mcc_semi', (30.0, 70.0)), ('scratch_semi', (20.0, 60.0))):
     for seed in (0, 1):
