@@ -18,8 +18,8 @@ measured values).
 study leaves off (the speed-changed positive with a speed-class head; span
 interpolation decoded at full frame rate, predicting motion), so each part's own
 signal is on the curves: the speed head's accuracy, and the interpolation error as
-a fraction of the linear fill's. `--config=configs/demo.py:tiny` is the seconds-long smoke version the
-tests run.
+a fraction of the linear fill's. `--config=configs/demo.py:tiny` is the seconds-long
+smoke version the tests run.
 """
 
 from skeljax import config as config_lib
