@@ -50,6 +50,12 @@ _ADDED = {
 _SPEED_ONLY = {('augment', 'speed_fit'), ('augment', 'independent_speeds')}
 
 
+# MCC switches the baseline never reads, with the value its runs had when issue #29 changed
+# their default: a contrastive run's fingerprint holds them at that value whatever the
+# config says, so its checkpoints resume and its finished stages match under either default.
+_BASELINE_PINNED = {('mcc', 'speed_positive'): True}
+
+
 class CheckpointMismatch(RuntimeError):
   """Resuming with a config that would not continue the same run."""
 
@@ -57,10 +63,12 @@ class CheckpointMismatch(RuntimeError):
 def fingerprint(config, sections) -> dict:
   """A JSON-able dict of the config fields that define a stage's run."""
   out = {'seed': config.seed, 'objective': config.objective}
-  unread = _SPEED_ONLY if config.objective == 'contrastive' else set()
+  baseline = config.objective == 'contrastive'
+  unread = _SPEED_ONLY if baseline else set()
+  pinned = _BASELINE_PINNED if baseline else {}
   for name in sections:
     out[name] = {
-      k: v
+      k: pinned.get((name, k), v)
       for k, v in config[name].to_dict().items()
       if k not in _IGNORED
       and not ((name, k) in _ADDED and _ADDED[name, k] == v)

@@ -222,3 +222,38 @@ def test_the_new_speed_window_is_a_new_run_for_mcc_and_no_change_for_the_baselin
       else:
         assert now.restore(state)[1] == 5, (objective, fit)
       now.close()
+
+
+def test_baseline_runs_match_under_either_speed_positive_default(tmp_path):
+  # Issue #29 turned mcc.speed_positive off by default. The baseline never reads it: a
+  # contrastive run saved with it on resumes, and its finished stages match, with it off;
+  # an MCC run does not (the speed clip is its positive).
+  import numpy as np
+
+  from skeljax import checkpoint as ckpt_lib
+  from skeljax import config as config_lib
+  from skeljax import run
+
+  state = {'w': np.arange(3.0)}
+  for objective in ('mcc', 'contrastive'):
+    c = config_lib.base_config()
+    c.objective = objective
+    c.mcc.speed_positive = True
+    old = ckpt_lib.fingerprint(c, ['mcc'])
+    assert old['mcc']['speed_positive'] is True
+    saved = ckpt_lib.StageCheckpoints(str(tmp_path / objective), keep=1, fingerprint_=old)
+    saved.save(5, state, force=True)
+    saved.close()
+    proto = run.stage_protocol(c, 'pretrain')
+    c.mcc.speed_positive = False
+    now = ckpt_lib.StageCheckpoints(
+      str(tmp_path / objective), keep=1, fingerprint_=ckpt_lib.fingerprint(c, ['mcc'])
+    )
+    if objective == 'mcc':
+      with pytest.raises(ckpt_lib.CheckpointMismatch, match='mcc.speed_positive'):
+        now.restore(state)
+      assert run.stage_protocol(c, 'pretrain') != proto
+    else:
+      assert now.restore(state)[1] == 5
+      assert run.stage_protocol(c, 'pretrain') == proto
+    now.close()
