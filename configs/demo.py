@@ -8,11 +8,11 @@ compilation, pretraining, both probes) takes about 4.5 minutes (issue #30).
   python -m skeljax.main --config=configs/demo.py --workdir=runs/demo
 
 Expected result (2-core CPU): the linear probe on the MCC-pretrained encoder
-beats the same probe on a random-init encoder by 14-35 points (seeds 0-4: +25.9,
-+13.6, +25.5, +28.6, +35.4; mean +25.8), the loss falls and the kNN monitor ends above its step-0
-(random-init) value; the numbers are in runs/demo/results.md and the curves in
-runs/demo/plots/pretrain_curves.png (the demo table in docs/results.md has the last
-measured values).
+beats the same probe on a random-init encoder by 13-33 points (seeds 0-4, issue #29's
+defaults: +23.8, +12.6, +26.5, +24.5, +33.0; mean +24.1), the loss falls and the kNN
+monitor ends above its step-0 (random-init) value; the numbers are in
+runs/demo/results.md and the curves in runs/demo/plots/pretrain_curves.png (the demo
+table in docs/results.md has the last measured values).
 
 `--config=configs/demo.py:parts` also switches on the MCC parts that issue #29's
 study leaves off (the speed-changed positive with a speed-class head; span
