@@ -12,6 +12,8 @@
             frames (augment.interp_drop 'stride' / 'random') or (frame, joint) spans
             ('span'); the decoder reads the last block's per-joint features ('deep') or
             also the full-frame-rate ones (mcc.decoder_tap='full')
+  (mcc.speed_positive: the positive plays at a sampled speed; off by default since issue
+   #29, when it is a second crop at speed 1, as the baseline's.)
   (mcc.negative_loss='infonce' puts the broken clip's key in the InfoNCE denominator instead;
    'dsm' its query, with gradient (DSM); 'classify' trains a small head on the query
    encoder's features to tell the anchor from the broken clip. mcc.negative_start delays
