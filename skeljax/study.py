@@ -205,12 +205,13 @@ def row_config(base, row: str, seed: int, workdir: str, time_epochs: int | None 
 
 
 def _trained(config) -> dict:
-  """What a pretraining row trains: its config with MCC's switches read as the step reads
-  them (the baseline is MCC with every part off, pretrain.switches)."""
+  """What a pretraining row trains: its config with MCC's switches as the step reads them
+  (`pretrain.switches`: the baseline is MCC with every part off)."""
+  from skeljax import pretrain
+
   d = config.to_dict()
-  if d['objective'] == 'contrastive':
-    d['objective'] = 'mcc'
-    d['mcc'].update(speed_positive=False, broken_negative=False, interpolation=False)
+  d['mcc'].update(pretrain.switches(config))
+  d['objective'] = 'mcc'
   return d
 
 
