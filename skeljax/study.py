@@ -319,10 +319,12 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
       main = 'ensemble'
     if row in SEMI_ROWS:
       main = 'semi'
-    fractions = {}
+    fractions, frac_pairs, frac_others = {}, {}, {}
     for r in runs:
       for frac, res in r['stages'].get('semi', {}).get('fractions', {}).items():
         fractions.setdefault(frac, []).append(res.get('top1'))
+        frac_pairs.setdefault(frac, []).append(res.get('reversed_pairs_top1'))
+        frac_others.setdefault(frac, []).append(res.get('other_classes_top1'))
     top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
     knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
@@ -345,8 +347,13 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
         'pretrain_wall_s': _stat(wall),
         'reversed_pairs_top1': _stat(pairs),
         'other_classes_top1': _stat(others),
-        'semi_top1': {
-          f: _stat(v) for f, v in sorted(fractions.items(), key=lambda kv: float(kv[0]))
+        **{
+          key: {f: _stat(v) for f, v in sorted(d.items(), key=lambda kv: float(kv[0]))}
+          for key, d in (
+            ('semi_top1', fractions),
+            ('semi_reversed_pairs_top1', frac_pairs),
+            ('semi_other_classes_top1', frac_others),
+          )
         },
         'pretrain_last': last,
         'pretrain_curves': curves,
@@ -386,16 +393,24 @@ def markdown(records: list[dict], base) -> str:
   semi = [r for r in records if r.get('semi_top1')]
   if semi:
     fracs = sorted({f for r in semi for f in r['semi_top1']}, key=float)
+    pcts = [f'{float(f) * 100:g}%' for f in fracs]
     lines += [
       '',
       'Semi-supervised fine-tuning, top-1 % on the test split by labelled fraction (the same '
-      'class-balanced subsets for every row of a seed):',
+      'class-balanced subsets for every row of a seed), and top-1 on the time-reversed class '
+      'pairs / the other classes:',
       '',
-      '| row | ' + ' | '.join(f'{float(f) * 100:g}% labels' for f in fracs) + ' |',
-      '|---|' + '---|' * len(fracs),
+      '| row | ' + ' | '.join(f'{p} labels | {p}: pairs / other' for p in pcts) + ' |',
+      '|---|' + '---|---|' * len(fracs),
     ]
     for r in semi:
-      cells = [_fmt(r['semi_top1'][f]) if f in r['semi_top1'] else '' for f in fracs]
+      cells = []
+      for f in fracs:
+        top1, pairs, other = (
+          _fmt(r.get(key, {}).get(f, _stat([])))
+          for key in ('semi_top1', 'semi_reversed_pairs_top1', 'semi_other_classes_top1')
+        )
+        cells += [top1, f'{pairs} / {other}' if pairs or other else '']
       lines.append(f'| {r["row"]} | ' + ' | '.join(cells) + ' |')
   curved = [r for r in records if r.get('pretrain_last')]
   if curved:

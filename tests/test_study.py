@@ -248,12 +248,18 @@ def test_semi_rows_share_the_subsets_and_table_each_fraction(tmp_path):
       res = json.loads((d / 'results.json').read_text())
       res['stages']['semi']['fractions'] = {
         '0.01': {'top1': one + seed},
-        '0.1': {'top1': ten + seed},
+        '0.1': {
+          'top1': ten + seed,
+          'reversed_pairs_top1': ten + 10 + seed,
+          'other_classes_top1': ten - 10 + seed,
+        },
       }
       (d / 'results.json').write_text(json.dumps(res))
   records = study.summarize(str(tmp_path), ('mcc_semi', 'scratch_semi'), [0, 1])
   assert records[0]['protocol'] == 'semi' and records[0]['top1']['mean'] == 70.5
   assert records[1]['semi_top1']['0.01']['mean'] == 20.5
   table = study.markdown(records, base)
-  assert '| row | 1% labels | 10% labels |' in table
-  assert '| mcc_semi | 30.5 ± 0.7 | 70.5 ± 0.7 |' in table
+  assert '| row | 1% labels | 1%: pairs / other | 10% labels | 10%: pairs / other |' in table
+  # The time-reversed pairs apart, per fraction; a fraction without them leaves the cell empty.
+  assert '| mcc_semi | 30.5 ± 0.7 |  | 70.5 ± 0.7 | 80.5 ± 0.7 / 60.5 ± 0.7 |' in table
+  assert '| scratch_semi | 20.5 ± 0.7 |  | 60.5 ± 0.7 | 70.5 ± 0.7 / 50.5 ± 0.7 |' in table
