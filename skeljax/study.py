@@ -162,6 +162,8 @@ DEFAULT_ROWS = tuple(
   for r in ROWS
   if r != 'speed_only' and r not in STREAM_ROWS and r not in ENSEMBLE_ROWS and r not in FORM_ROWS
 )
+# What a semi row's table gives per labelled fraction: record key `semi_<field>`.
+SEMI_FIELDS = ('top1', 'reversed_pairs_top1', 'other_classes_top1')
 # Pretraining metrics the study follows (those a row logs).
 CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp', 'speed_acc')
 
@@ -319,12 +321,11 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
       main = 'ensemble'
     if row in SEMI_ROWS:
       main = 'semi'
-    fractions, frac_pairs, frac_others = {}, {}, {}
+    semi = {field: {} for field in SEMI_FIELDS}
     for r in runs:
       for frac, res in r['stages'].get('semi', {}).get('fractions', {}).items():
-        fractions.setdefault(frac, []).append(res.get('top1'))
-        frac_pairs.setdefault(frac, []).append(res.get('reversed_pairs_top1'))
-        frac_others.setdefault(frac, []).append(res.get('other_classes_top1'))
+        for field in SEMI_FIELDS:
+          semi[field].setdefault(frac, []).append(res.get(field))
     top1 = [r['stages'].get(main, {}).get('top1') for r in runs]
     knn1 = [r['stages'].get('knn', {}).get('k1', {}).get('top1') for r in runs]
     wall = [r['stages'].get('pretrain', {}).get('stage_wall_s') for r in runs]
@@ -348,12 +349,8 @@ def summarize(workdir: str, rows, seeds, aliases: dict | None = None) -> list[di
         'reversed_pairs_top1': _stat(pairs),
         'other_classes_top1': _stat(others),
         **{
-          key: {f: _stat(v) for f, v in sorted(d.items(), key=lambda kv: float(kv[0]))}
-          for key, d in (
-            ('semi_top1', fractions),
-            ('semi_reversed_pairs_top1', frac_pairs),
-            ('semi_other_classes_top1', frac_others),
-          )
+          f'semi_{field}': {f: _stat(v) for f, v in sorted(d.items(), key=lambda kv: float(kv[0]))}
+          for field, d in semi.items()
         },
         'pretrain_last': last,
         'pretrain_curves': curves,
@@ -406,10 +403,7 @@ def markdown(records: list[dict], base) -> str:
     for r in semi:
       cells = []
       for f in fracs:
-        top1, pairs, other = (
-          _fmt(r.get(key, {}).get(f, _stat([])))
-          for key in ('semi_top1', 'semi_reversed_pairs_top1', 'semi_other_classes_top1')
-        )
+        top1, pairs, other = (_fmt(r[f'semi_{k}'].get(f, _stat([]))) for k in SEMI_FIELDS)
         cells += [top1, f'{pairs} / {other}' if pairs or other else '']
       lines.append(f'| {r["row"]} | ' + ' | '.join(cells) + ' |')
   curved = [r for r in records if r.get('pretrain_last')]
