@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.ticker
 
 matplotlib.use('Agg')
@@ -160,16 +161,29 @@ def study_bars(rows: list[dict], path: str, title: str) -> str:
 
 
 def study_curves(curves: dict[str, dict], metrics, path: str, title: str) -> str:
-  """curves: {row: {metric: [(step, value), ...]}}; one panel per metric, a line per row."""
+  """curves: {row: {metric: [(step, value), ...]}}; one panel per metric, a line per row.
+
+  A row keeps its colour on every panel, also on panels where earlier rows have no line (the
+  broken clip's or the interpolation's term), and one legend lists every row.
+  """
   shown = [k for k in metrics if any(k in c for c in curves.values())]
-  fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.0), squeeze=False)
-  for ax, k in zip(axes[0], shown, strict=True):
+  palette = plt.get_cmap('tab10' if len(curves) <= 10 else 'tab20')
+  colors = {row: palette(i % palette.N) for i, row in enumerate(curves)}
+  ncols = len(shown) if len(shown) <= 4 else -(-len(shown) // 2)  # more than 4: two rows
+  nrows = -(-len(shown) // ncols)
+  fig, axes = plt.subplots(
+    nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows + 0.4), squeeze=False, layout='constrained'
+  )
+  for ax in axes.flat[len(shown) :]:
+    fig.delaxes(ax)
+  for ax, k in zip(axes.flat, shown, strict=False):
     for row, c in curves.items():
       if c.get(k):
         steps, values = zip(*c[k], strict=True)
-        ax.plot(steps, values, label=row)
+        ax.plot(steps, values, color=colors[row], label=row)
     ax.set_title(k)
     ax.set_xlabel('step')
-  axes[0][0].legend(fontsize=7)
+  handles = [matplotlib.lines.Line2D([], [], color=colors[row], label=row) for row in curves]
+  fig.legend(handles=handles, loc='outside right upper', fontsize=7)
   fig.suptitle(title)
   return _save(fig, path)

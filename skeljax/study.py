@@ -165,7 +165,7 @@ DEFAULT_ROWS = tuple(
 # What a semi row's table gives per labelled fraction: record key `semi_<field>`.
 SEMI_FIELDS = ('top1', 'reversed_pairs_top1', 'other_classes_top1')
 # Pretraining metrics the study follows (those a row logs).
-CURVE_METRICS = ('nce', 'acc', 'broken', 'neg_win', 'interp', 'speed_acc')
+CURVE_METRICS = ('nce', 'acc', 'knn1', 'broken', 'neg_win', 'interp', 'speed_acc')
 
 
 def _set(config, dotted: str, value) -> None:

@@ -61,3 +61,26 @@ def test_the_in_batch_read_of_an_in_batch_only_run_is_not_drawn_twice():
   # Where they differ anywhere, both are drawn.
   records[1]['nce_batch'] = 3.0
   assert 'in-batch InfoNCE (same-step keys)' in {t for t, _, _ in plots.curve_panels(records)}
+
+
+def test_study_curves_keep_each_rows_colour_on_every_panel(tmp_path, monkeypatch):
+  # Only the later rows log `broken` / `interp`: their lines must not take the first rows'
+  # colours there, and the legend lists every row once.
+  line = [(10, 1.0), (20, 0.5)]
+  curves = {
+    'mcc': {'nce': line, 'knn1': line},
+    'contrastive': {'nce': line},
+    'neg_rank': {'nce': line, 'broken': line},
+    'interp_span': {'nce': line, 'interp': line},
+  }
+  figs = []
+  monkeypatch.setattr(plots, '_save', lambda fig, path: figs.append(fig) or path)
+  plots.study_curves(curves, ('nce', 'knn1', 'broken', 'interp'), str(tmp_path / 's.png'), 't')
+  (fig,) = figs
+  colour = {}
+  for ax in fig.axes:
+    for ln in ax.get_lines():
+      assert colour.setdefault(ln.get_label(), ln.get_color()) == ln.get_color(), ax.get_title()
+  assert set(colour) == set(curves) and len(set(colour.values())) == len(curves)
+  assert [t.get_text() for t in fig.legends[0].get_texts()] == list(curves)
+  assert [ax.get_title() for ax in fig.axes] == ['nce', 'knn1', 'broken', 'interp']

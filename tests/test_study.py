@@ -137,11 +137,21 @@ def test_curves_average_seeds_at_common_steps_and_table_the_last_interval(tmp_pa
     _fake_run(d, seed, 70.0, knn1=60.0, wall=100.0)
     recs = [
       {'stage': 'pretrain', 'step': 10, 'nce': 5.0 + seed, 'acc': 0.1, 'neg_win': 0.4},
-      {'stage': 'pretrain', 'step': 20, 'nce': 4.0 + seed, 'acc': 0.2 + seed / 10, 'neg_win': 0.2},
+      # the kNN monitor logs only some steps
+      {
+        'stage': 'pretrain',
+        'step': 20,
+        'nce': 4.0 + seed,
+        'acc': 0.2 + seed / 10,
+        'neg_win': 0.2,
+        'knn1': 60.0 + seed,
+      },
       {'stage': 'linear', 'step': 20, 'nce': 99.0},  # another stage: ignored
     ]
     if seed == 1:
-      recs.append({'stage': 'pretrain', 'step': 30, 'nce': 1.0, 'acc': 0.9, 'neg_win': 0.0})
+      recs.append(
+        {'stage': 'pretrain', 'step': 30, 'nce': 1.0, 'acc': 0.9, 'neg_win': 0.0, 'knn1': 70.0}
+      )
     _fake_log(d, recs)
   unfinished = tmp_path / 'mcc' / 'seed2'  # still pretraining: a log, no results.json
   unfinished.mkdir()
@@ -151,11 +161,12 @@ def test_curves_average_seeds_at_common_steps_and_table_the_last_interval(tmp_pa
   mcc, random = records
   assert mcc['pretrain_curves']['nce'] == [(10, 5.5), (20, 4.5)]  # step 30: only seed 1
   assert 'broken' not in mcc['pretrain_curves'] and random['pretrain_curves'] == {}
+  assert mcc['pretrain_curves']['knn1'] == [(20, 60.5)]
   # the last interval of each seed: seed 0 at step 20, seed 1 at step 30
   assert mcc['pretrain_last']['acc']['mean'] == pytest.approx(0.55)
   assert mcc['pretrain_last']['nce']['mean'] == pytest.approx(2.5)
   table = study.markdown(records, config_lib.base_config())
-  assert '| mcc | 2.500 ± 2.121 | 0.550 ± 0.495 | - | 0.100 ± 0.141 | - |' in table
+  assert '| mcc | 2.500 ± 2.121 | 0.550 ± 0.495 | 65.000 ± 7.071 | - | 0.100 ± 0.141 | - |' in table
   assert '| random |' in table.split('last logging interval')[0]  # only in the main table
   assert '| random |' not in table.split('last logging interval')[1]
 
