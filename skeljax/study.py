@@ -61,9 +61,13 @@ top-1, kNN-1, pretrain wall time, and top-1 on the time-reversed class pairs of
 `config.data.reversed_pairs` apart from the other classes) goes to
 <workdir>/study.md and study.json, with a bar chart in <workdir>/study.png. The
 pretraining curves (InfoNCE, instance accuracy, the broken-clip term and how often the
-broken clip wins, the interpolation loss; each logged value an average over its logging
-interval) go to <workdir>/study_curves.png, mean over seeds per row, and their last
-interval to a second table.
+broken clip wins, the interpolation loss, the kNN monitor; each logged value an average
+over its logging interval) go to <workdir>/study_curves.png, mean over seeds per row, and
+their last interval to a second table.
+
+`--report_only` trains nothing: it writes the table and the curves from the finished runs
+in --workdir (a study still in progress, or the run files committed under docs/study/) and
+names each row and seed that has no finished run.
 """
 
 from __future__ import annotations
@@ -81,6 +85,12 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Base config file[:arg
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Study folder.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds, comma-separated.')
 _ROWS = flags.DEFINE_list('rows', None, 'Rows to run (default: every row but speed_only).')
+_REPORT_ONLY = flags.DEFINE_bool(
+  'report_only',
+  False,
+  'Train nothing: write the table and curves from the finished runs in --workdir and list '
+  'the rows and seeds that have none (a study in progress, or committed run files).',
+)
 
 # The speed positive is off by default since issue #29 (docs/results.md): the rows that
 # measure a speed form switch it back on.
@@ -242,11 +252,17 @@ def row_aliases(base, rows) -> dict[str, str]:
 
 
 def _load(path: str) -> dict | None:
+  """A finished run's results.json; None where the run has none yet."""
+  from skeljax import config as config_lib
+
+  file = os.path.join(path, 'results.json')
   try:
-    with open(os.path.join(path, 'results.json')) as f:
+    with open(file) as f:
       return json.load(f)
   except FileNotFoundError:
     return None
+  except json.JSONDecodeError as e:
+    raise config_lib.ConfigError(f'{file} is not valid JSON ({e.msg}, line {e.lineno})') from e
 
 
 def equal_time_epochs(mcc: list[dict], contrastive: list[dict], epochs: int) -> int:
@@ -426,7 +442,13 @@ def markdown(records: list[dict], base) -> str:
   return '\n'.join(lines)
 
 
-def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[dict]:
+def run_study(
+  base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS, report_only: bool = False
+) -> list[dict]:
+  """Train every (row, seed) without a finished run, then table and plot the finished ones.
+
+  report_only: train nothing; name each (row, seed) that has no finished run.
+  """
   from skeljax import plots, run
 
   workdir = os.path.abspath(workdir)
@@ -439,6 +461,10 @@ def run_study(base, workdir: str, seeds: list[int], rows=DEFAULT_ROWS) -> list[d
   for seed in seeds:
     for row in rows:
       if row in aliases:
+        continue
+      if report_only:
+        if not _load(os.path.join(workdir, row, f'seed{seed}')):
+          print(f'study: {row}, seed {seed}: no finished run (not trained: --report_only)')
         continue
       time_epochs = None
       if row == 'contrastive_time':
@@ -499,6 +525,9 @@ def main(argv) -> int:
   except ValueError:
     print(f'skeljax: error: --seeds must be integers, got {_SEEDS.value}', file=sys.stderr)
     return 2
+  if _REPORT_ONLY.value and not os.path.isdir(_WORKDIR.value):
+    print(f'skeljax: error: --report_only: no study folder {_WORKDIR.value}', file=sys.stderr)
+    return 2
   rows = tuple(_ROWS.value or DEFAULT_ROWS)
   unknown = [r for r in rows if r not in ROWS]
   if unknown:
@@ -508,7 +537,7 @@ def main(argv) -> int:
   from skeljax import data
 
   try:
-    run_study(_CONFIG.value, _WORKDIR.value, seeds, rows)
+    run_study(_CONFIG.value, _WORKDIR.value, seeds, rows, report_only=_REPORT_ONLY.value)
   except (config_lib.ConfigError, data.DataError) as e:
     print(f'skeljax: error: {" ".join(str(e).split())}', file=sys.stderr)
     return 2

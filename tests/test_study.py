@@ -274,3 +274,44 @@ def test_semi_rows_share_the_subsets_and_table_each_fraction(tmp_path):
   # The time-reversed pairs apart, per fraction; a fraction without them leaves the cell empty.
   assert '| mcc_semi | 30.5 ± 0.7 |  | 70.5 ± 0.7 | 80.5 ± 0.7 / 60.5 ± 0.7 |' in table
   assert '| scratch_semi | 20.5 ± 0.7 |  | 60.5 ± 0.7 | 70.5 ± 0.7 / 50.5 ± 0.7 |' in table
+
+
+def test_report_only_tables_the_finished_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
+  from skeljax import run
+
+  monkeypatch.setattr(run, 'train_and_evaluate', lambda *a: pytest.fail('report_only trained'))
+  _fake_run(tmp_path / 'mcc' / 'seed0', 0, 70.0, knn1=60.0, wall=100.0)
+  _fake_run(tmp_path / 'mcc' / 'seed1', 1, 72.0, knn1=62.0, wall=110.0)
+  _fake_run(tmp_path / 'contrastive' / 'seed0', 0, 68.0, knn1=61.0, wall=90.0)
+  base = config_lib.base_config()
+  recs = study.run_study(base, str(tmp_path), [0, 1], ('mcc', 'contrastive'), report_only=True)
+  assert [(r['row'], r['top1']['n']) for r in recs] == [('mcc', 2), ('contrastive', 1)]
+  assert recs[0]['top1']['mean'] == pytest.approx(71.0)
+  assert '| mcc | linear | 71.0 ± 1.4 |' in (tmp_path / 'study.md').read_text()
+  out = capsys.readouterr().out
+  assert 'contrastive, seed 1: no finished run' in out and 'mcc, seed' not in out
+  # A results.json cut short is one config error naming the file, not a traceback.
+  (tmp_path / 'contrastive' / 'seed0' / 'results.json').write_text('{"stages": {')
+  with pytest.raises(config_lib.ConfigError, match=r'contrastive/seed0/results.json'):
+    study.run_study(base, str(tmp_path), [0], ('contrastive',), report_only=True)
+
+
+def test_report_only_without_a_study_folder_is_one_line_error(tmp_path):
+  r = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'skeljax.study',
+      '--config=configs/demo.py:tiny',
+      f'--workdir={tmp_path / "absent"}',
+      '--report_only',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines() == [
+    f'skeljax: error: --report_only: no study folder {tmp_path / "absent"}'
+  ]
