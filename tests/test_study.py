@@ -81,21 +81,13 @@ def test_summary_means_and_sample_std(tmp_path):
   )
 
 
+def _study_cli(*args):
+  cmd = [sys.executable, '-m', 'skeljax.study', '--config=configs/demo.py:tiny', *args]
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
 def test_unknown_row_is_one_line_error(tmp_path):
-  r = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'skeljax.study',
-      '--config=configs/demo.py:tiny',
-      f'--workdir={tmp_path}',
-      '--rows=mcc,bogus',
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  r = _study_cli(f'--workdir={tmp_path}', '--rows=mcc,bogus')
   assert r.returncode == 2
   assert r.stderr.strip().splitlines()[-1].startswith('skeljax: error: unknown rows')
 
@@ -297,20 +289,7 @@ def test_report_only_tables_the_finished_runs_and_trains_nothing(tmp_path, monke
 
 
 def test_report_only_without_a_study_folder_is_one_line_error(tmp_path):
-  r = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'skeljax.study',
-      '--config=configs/demo.py:tiny',
-      f'--workdir={tmp_path / "absent"}',
-      '--report_only',
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  r = _study_cli(f'--workdir={tmp_path / "absent"}', '--report_only')
   assert r.returncode == 2
   assert r.stderr.strip().splitlines() == [
     f'skeljax: error: --report_only: no study folder {tmp_path / "absent"}'
