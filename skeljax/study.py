@@ -464,7 +464,7 @@ def run_study(
         continue
       if report_only:
         if not _load(os.path.join(workdir, row, f'seed{seed}')):
-          print(f'study: {row}, seed {seed}: no finished run (not trained: --report_only)')
+          print(f'study: {row}, seed {seed}: no finished run (--report_only)', flush=True)
         continue
       time_epochs = None
       if row == 'contrastive_time':
